@@ -1,0 +1,1 @@
+"""Custom Keras 3 layers and initializers."""

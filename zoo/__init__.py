@@ -1,0 +1,1 @@
+"""Model zoo: small CNNs/MLPs and ImageNet backbones."""
