@@ -1,0 +1,510 @@
+"""Datasets for every recipe: one function from a dataset name to ready `tf.data` pipelines.
+
+`load_dataset` understands four kinds of name:
+
+- `"sample"`: a fixed, stratified subset of Fashion-MNIST embedded in the package (no download);
+- an MNIST-family name (`fashion_mnist`, `mnist`, `kmnist`) with `manual_dir` pointing at the
+  original IDX files, e.g. Debian's `/usr/share/datasets/fashion-mnist` (an offline mirror);
+- a path to a folder of images with one sub-folder per class (see `recipes.image_folder`);
+- any TFDS image-classification name (`cifar10`, `tf_flowers`, ...), loaded through `tfds.load`,
+  which downloads and prepares it into `data_dir` on first use.
+
+Splits a dataset does not have are carved from its training split, deterministically for a seed
+(stratified by class where labels are known up front). Training pipelines shuffle, and all of them
+cache (when the data fits in memory), batch, preprocess and prefetch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from recipes.idx import load_idx_split
+from recipes.image_folder import scan_image_folder
+
+SPLITS = ("train", "validation", "test")
+PREPROCESSING_MODES = ("scale", "mean_image", "per_channel", "none")
+SAMPLE_NAME = "sample"
+SAMPLE_RESOURCE = "datasets/fashion_mnist_sample.npz"
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+# MNIST-family datasets that an offline mirror of IDX files can stand in for, with their classes.
+IDX_DATASETS = {
+    "fashion_mnist": FASHION_MNIST_CLASSES,
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+}
+# Variable-size sources (folders, TFDS datasets like tf_flowers) are resized to this unless told.
+DEFAULT_IMAGE_SIZE = (224, 224)
+# Above this many bytes of decoded uint8 images a split is streamed instead of cached in memory.
+MAX_CACHE_BYTES = 4 * 1024**3
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a recipe needs to know about a loaded dataset.
+
+    Attributes:
+        name: the dataset name as given to `load_dataset`.
+        source: where it came from: "sample", "idx", "folder" or "tfds".
+        num_classes: number of classes.
+        class_names: class names in label order.
+        image_shape: (height, width, channels) of the images the pipelines yield.
+        split_sizes: number of examples in each split.
+        preprocessing: the preprocessing mode applied (see `PREPROCESSING_MODES`).
+        statistics: training-set statistics the preprocessing used ("mean_image" of shape
+            image_shape; "channel_mean" and "channel_std" of shape (channels,)), in [0, 1] units.
+    """
+
+    name: str
+    source: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    split_sizes: dict[str, int]
+    preprocessing: str = "scale"
+    statistics: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        """A JSON-serializable summary (statistics left out)."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names),
+            "image_shape": list(self.image_shape),
+            "split_sizes": dict(self.split_sizes),
+            "preprocessing": self.preprocessing,
+        }
+
+
+@dataclass
+class _RawData:
+    """Unbatched uint8 examples of every split a source provides, before any pipeline work."""
+
+    source: str
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, int, int]
+    splits: dict[str, tf.data.Dataset]
+    sizes: dict[str, int]
+
+
+def assign_splits(
+    num_examples: int,
+    fractions: dict[str, float],
+    seed: int,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """Assigns each example of a training split to "train" or to one of the splits carved from it.
+
+    Args:
+        num_examples: size of the training split.
+        fractions: fraction of the examples to move to each carved split, e.g. {"validation": 0.1}.
+        seed: the assignment is a function of (seed, num_examples, labels) alone.
+        labels: when given, each class is carved separately so every split keeps the class balance.
+
+    Returns:
+        An array of split names, one per example.
+    """
+    for split, fraction in fractions.items():
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"{split} fraction must be in (0, 1), got {fraction}")
+    if sum(fractions.values()) >= 1.0:
+        raise ValueError(f"carved fractions {fractions} leave nothing for training")
+    rng = np.random.default_rng(seed)
+    assignment = np.full(num_examples, "train", dtype=object)
+    groups = (
+        [np.arange(num_examples)]
+        if labels is None
+        else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    )
+    for members in groups:
+        members = rng.permutation(members)
+        start = 0
+        for split, fraction in fractions.items():
+            count = round(fraction * len(members))
+            assignment[members[start : start + count]] = split
+            start += count
+    return assignment
+
+
+def _carved_fractions(
+    present: Sequence[str], validation_fraction: float, test_fraction: float
+) -> dict[str, float]:
+    wanted = {"validation": validation_fraction, "test": test_fraction}
+    return {split: fraction for split, fraction in wanted.items() if split not in present}
+
+
+def _raw_from_arrays(
+    source: str,
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]],
+    class_names: tuple[str, ...],
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> _RawData:
+    carve = _carved_fractions(list(arrays), validation_fraction, test_fraction)
+    if carve:
+        images, labels = arrays["train"]
+        assignment = assign_splits(len(labels), carve, seed, labels)
+        arrays = dict(arrays)
+        for split in ("train", *carve):
+            mask = assignment == split
+            arrays[split] = (images[mask], labels[mask])
+    return _RawData(
+        source=source,
+        class_names=class_names,
+        image_shape=tuple(int(d) for d in arrays["train"][0].shape[1:]),
+        splits={
+            split: tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))
+            for split, (images, labels) in arrays.items()
+        },
+        sizes={split: len(labels) for split, (_, labels) in arrays.items()},
+    )
+
+
+def _load_sample(validation_fraction: float, test_fraction: float, seed: int) -> _RawData:
+    with resources.files("recipes").joinpath(SAMPLE_RESOURCE).open("rb") as f, np.load(f) as npz:
+        arrays = {
+            split: (npz[f"x_{split}"][..., np.newaxis], npz[f"y_{split}"])
+            for split in ("train", "test")
+        }
+        class_names = tuple(str(name) for name in npz["class_names"])
+    return _raw_from_arrays("sample", arrays, class_names, validation_fraction, test_fraction, seed)
+
+
+def _load_idx(
+    name: str, manual_dir: str | os.PathLike, validation_fraction: float, seed: int
+) -> _RawData:
+    arrays = {split: load_idx_split(manual_dir, split) for split in ("train", "test")}
+    return _raw_from_arrays("idx", arrays, IDX_DATASETS[name], validation_fraction, 0.0, seed)
+
+
+def _decode_image_file(path: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return _resize_uint8(image, image_size)
+
+
+def _resize_uint8(image: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    resized = tf.image.resize(image, image_size, antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def _load_folder(
+    root: str,
+    image_size: tuple[int, int],
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> _RawData:
+    found, class_names = scan_image_folder(root)
+    arrays = {
+        split: (np.array(files.paths), np.array(files.labels, dtype=np.int64))
+        for split, files in found.items()
+    }
+    raw = _raw_from_arrays("folder", arrays, class_names, validation_fraction, test_fraction, seed)
+    raw.image_shape = (*image_size, 3)
+    raw.splits = {
+        split: ds.map(
+            lambda path, label: (_decode_image_file(path, image_size), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        for split, ds in raw.splits.items()
+    }
+    return raw
+
+
+def _close_tfds_names(name: str) -> list[str]:
+    import tensorflow_datasets as tfds
+
+    return difflib.get_close_matches(name, tfds.list_builders(), n=5, cutoff=0.6)
+
+
+def _unknown_dataset_error(name: str) -> ValueError:
+    close = _close_tfds_names(name) + difflib.get_close_matches(name, [SAMPLE_NAME, *IDX_DATASETS])
+    hint = f" Did you mean: {', '.join(sorted(set(close)))}?" if close else ""
+    return ValueError(
+        f"unknown dataset {name!r}. Accepted: {SAMPLE_NAME!r} (embedded), an existing folder of "
+        f"class sub-folders, or a TensorFlow Datasets image-classification name (e.g. "
+        f"fashion_mnist, mnist, cifar10, tf_flowers).{hint}"
+    )
+
+
+def _load_tfds(
+    name: str,
+    data_dir: str | None,
+    image_size: tuple[int, int] | None,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> _RawData:
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as err:
+        raise _unknown_dataset_error(name) from err
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(
+            f"TFDS dataset {name!r} is not an image-classification dataset (its features are "
+            f"{sorted(features)}; an 'image' and a 'label' feature are needed)"
+        )
+    builder.download_and_prepare()
+    native_shape = tuple(features["image"].shape)
+    if image_size is None and None in native_shape[:2]:
+        image_size = DEFAULT_IMAGE_SIZE
+    channels = native_shape[2] or 3
+    image_shape = (*(image_size or native_shape[:2]), channels)
+
+    present = [split for split in SPLITS if split in builder.info.splits]
+    if "train" not in present:
+        raise ValueError(f"TFDS dataset {name!r} has no 'train' split ({builder.info.splits})")
+    splits = {
+        split: builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        for split in present
+    }
+    sizes = {split: builder.info.splits[split].num_examples for split in present}
+    carve = _carved_fractions(present, validation_fraction, test_fraction)
+    if carve:
+        # Labels are not known without a pass over the data, so the carve is not stratified here.
+        assignment = assign_splits(sizes["train"], carve, seed)
+        codes = tf.constant([list(carve).index(s) + 1 if s in carve else 0 for s in assignment])
+        train = splits["train"].enumerate()
+        for code, split in enumerate(("train", *carve)):
+            splits[split] = train.filter(
+                lambda index, example, code=code: tf.equal(tf.gather(codes, index), code)
+            ).map(lambda index, example: example)
+            sizes[split] = int(np.sum(assignment == split))
+
+    def to_image_shape(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if image_size is not None:
+            image = _resize_uint8(image, image_size)
+        return tf.ensure_shape(image, image_shape), tf.cast(label, tf.int64)
+
+    return _RawData(
+        source="tfds",
+        class_names=tuple(features["label"].names),
+        image_shape=image_shape,
+        splits={
+            split: ds.map(to_image_shape, num_parallel_calls=tf.data.AUTOTUNE)
+            for split, ds in splits.items()
+        },
+        sizes=sizes,
+    )
+
+
+def _load_raw(
+    name: str,
+    data_dir: str | os.PathLike | None,
+    manual_dir: str | os.PathLike | None,
+    image_size: tuple[int, int] | None,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> _RawData:
+    if manual_dir is not None:
+        if name not in IDX_DATASETS:
+            raise ValueError(
+                f"manual_dir (an offline mirror of IDX files) is supported for {sorted(IDX_DATASETS)}"
+                f", not for dataset {name!r}"
+            )
+        raw = _load_idx(name, manual_dir, validation_fraction, seed)
+    elif name == SAMPLE_NAME:
+        raw = _load_sample(validation_fraction, test_fraction, seed)
+    elif os.sep in name or Path(name).is_dir():
+        if not Path(name).is_dir():
+            raise FileNotFoundError(f"image folder {name} does not exist or is not a directory")
+        return _load_folder(
+            name, image_size or DEFAULT_IMAGE_SIZE, validation_fraction, test_fraction, seed
+        )
+    else:
+        return _load_tfds(
+            name,
+            None if data_dir is None else str(data_dir),
+            image_size,
+            validation_fraction,
+            test_fraction,
+            seed,
+        )
+    if image_size is not None and tuple(image_size) != raw.image_shape[:2]:
+        raw.splits = {
+            split: ds.map(
+                lambda image, label: (_resize_uint8(image, image_size), label),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+            for split, ds in raw.splits.items()
+        }
+        raw.image_shape = (*image_size, raw.image_shape[2])
+    return raw
+
+
+def _training_statistics(train: tf.data.Dataset, image_shape: tuple[int, ...]) -> dict:
+    """Mean image and per-channel mean/std of the training split, in [0, 1] units, in one pass."""
+
+    def accumulate(state, batch):
+        count, total, total_sq = state
+        x = tf.cast(batch, tf.float64) / 255.0
+        return (
+            count + tf.cast(tf.shape(x)[0], tf.float64),
+            total + tf.reduce_sum(x, axis=0),
+            total_sq + tf.reduce_sum(tf.square(x), axis=0),
+        )
+
+    zeros = tf.zeros(image_shape, tf.float64)
+    count, total, total_sq = (
+        train.map(lambda image, label: image)
+        .batch(4096)
+        .reduce((tf.constant(0.0, tf.float64), zeros, zeros), accumulate)
+    )
+    pixels_per_channel = count * image_shape[0] * image_shape[1]
+    channel_mean = tf.reduce_sum(total, axis=(0, 1)) / pixels_per_channel
+    channel_var = tf.reduce_sum(total_sq, axis=(0, 1)) / pixels_per_channel - channel_mean**2
+    return {
+        "mean_image": (total / count).numpy().astype(np.float32),
+        "channel_mean": channel_mean.numpy().astype(np.float32),
+        "channel_std": np.sqrt(np.maximum(channel_var.numpy(), 1e-12)).astype(np.float32),
+    }
+
+
+def _normalizer(mode: str, statistics: dict) -> Callable[[tf.Tensor], tf.Tensor]:
+    if mode == "mean_image":
+        mean_image = tf.constant(statistics["mean_image"])
+        return lambda x: x - mean_image
+    if mode == "per_channel":
+        mean, std = tf.constant(statistics["channel_mean"]), tf.constant(statistics["channel_std"])
+        return lambda x: (x - mean) / std
+    return lambda x: x
+
+
+def _class_balanced(ds: tf.data.Dataset, num_classes: int, seed: int) -> tf.data.Dataset:
+    """ "Label shuffle": draws every class equally often, whatever the class frequencies are."""
+    per_class = [
+        ds.filter(lambda image, label, c=c: tf.equal(label, c)).repeat() for c in range(num_classes)
+    ]
+    return tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
+
+
+def load_dataset(
+    name: str,
+    split: str | Sequence[str] = SPLITS,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    manual_dir: str | os.PathLike | None = None,
+    batch_size: int = 128,
+    image_size: tuple[int, int] | None = None,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    preprocessing: str = "scale",
+    one_hot: bool = False,
+    balance_classes: bool = False,
+    augment: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None,
+    shuffle: bool = True,
+) -> tuple[tf.data.Dataset | dict[str, tf.data.Dataset], DatasetInfo]:
+    """Returns batched `tf.data` pipelines of (image, label) and the dataset's info.
+
+    Args:
+        name: "sample", an MNIST-family name with `manual_dir`, a folder path, or a TFDS name.
+        split: one split name ("train", "validation", "test") or a sequence of them.
+        data_dir: where TFDS keeps prepared datasets (TFDS' default when None).
+        manual_dir: folder with the original IDX files of an MNIST-family dataset (offline mirror).
+        batch_size: examples per batch.
+        image_size: (height, width) to resize to; variable-size sources default to 224x224.
+        validation_fraction: share of the training split carved out as validation when the
+            dataset has no validation split.
+        test_fraction: share carved out as test when the dataset has no test split.
+        seed: seeds the carving of splits, shuffling and class-balanced sampling.
+        preprocessing: "scale" (to [0, 1]), "mean_image" (scale, then subtract the training
+            set's mean image: zero-centering), "per_channel" (scale, then standardize each channel
+            by the training set's mean and std), or "none" (float32 in [0, 255]).
+        one_hot: yield one-hot float labels instead of integer class ids.
+        balance_classes: training only: draw every class equally often ("label shuffle"); an epoch
+            still has as many examples as the training split.
+        augment: training only: a callable mapping a batch (images in [0, 1], labels) to an
+            augmented batch; applied after scaling and one-hot encoding, before normalization.
+        shuffle: shuffle the training split (reshuffled every epoch).
+
+    Returns:
+        `(pipelines, info)`: a single `tf.data.Dataset` when `split` is a string, else a dict
+        from split name to dataset.
+    """
+    requested = [split] if isinstance(split, str) else list(split)
+    for s in requested:
+        if s not in SPLITS:
+            raise ValueError(f"unknown split {s!r}; accepted: {list(SPLITS)}")
+    if preprocessing not in PREPROCESSING_MODES:
+        raise ValueError(
+            f"unknown preprocessing {preprocessing!r}; accepted: {list(PREPROCESSING_MODES)}"
+        )
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+    raw = _load_raw(
+        name, data_dir, manual_dir, image_size, validation_fraction, test_fraction, seed
+    )
+    num_classes = len(raw.class_names)
+    cached = {
+        split: ds.cache()
+        if raw.sizes[split] * int(np.prod(raw.image_shape)) <= MAX_CACHE_BYTES
+        else ds
+        for split, ds in raw.splits.items()
+    }
+    statistics = (
+        _training_statistics(cached["train"], raw.image_shape)
+        if preprocessing in ("mean_image", "per_channel")
+        else {}
+    )
+    normalize = _normalizer(preprocessing, statistics)
+    scale = 1.0 if preprocessing == "none" else 1.0 / 255.0
+
+    def to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        images = tf.cast(images, tf.float32) * scale
+        if one_hot:
+            labels = tf.one_hot(labels, num_classes)
+        return images, labels
+
+    pipelines = {}
+    for s in requested:
+        ds = cached[s]
+        training = s == "train"
+        if training and balance_classes:
+            ds = _class_balanced(ds, num_classes, seed).take(raw.sizes[s])
+        elif training and shuffle:
+            ds = ds.shuffle(min(raw.sizes[s], 20_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        if training and augment is not None:
+            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        if preprocessing in ("mean_image", "per_channel"):
+            ds = ds.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        pipelines[s] = ds.prefetch(tf.data.AUTOTUNE)
+
+    info = DatasetInfo(
+        name=name,
+        source=raw.source,
+        num_classes=num_classes,
+        class_names=raw.class_names,
+        image_shape=raw.image_shape,
+        split_sizes=dict(raw.sizes),
+        preprocessing=preprocessing,
+        statistics=statistics,
+    )
+    return (pipelines[split] if isinstance(split, str) else pipelines), info

@@ -1,0 +1,139 @@
+"""Scanning a folder of images laid out one sub-folder per class, the usual shape of a user's own data.
+
+Two layouts are accepted:
+
+    root/<class>/<image>                       one pool; validation and test are carved from it
+    root/train/<class>/<image>                 ready-made splits ("validation" may also be spelled
+    root/validation/<class>/<image>            "val"; missing splits are carved from train)
+    root/test/<class>/<image>
+
+Problems are reported when the folder is scanned, naming the offending path, rather than as an opaque
+decoding error in the middle of training.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+# Leading bytes of each accepted format: a file whose content does not start so is not an image,
+# whatever its name says.
+_SIGNATURES = {
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".bmp": (b"BM",),
+    ".gif": (b"GIF87a", b"GIF89a"),
+}
+
+SPLIT_DIRECTORY_NAMES = {
+    "train": ("train",),
+    "validation": ("validation", "val"),
+    "test": ("test",),
+}
+
+
+class ImageFolderError(ValueError):
+    """The folder does not have the expected layout, or holds a file that is not a readable image."""
+
+
+@dataclass(frozen=True)
+class ImageFolderSplit:
+    """The image files of one split and their integer labels (indices into the class names)."""
+
+    paths: tuple[str, ...]
+    labels: tuple[int, ...]
+
+
+def _check_image_file(path: Path) -> None:
+    signatures = _SIGNATURES[path.suffix.lower()]
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise ImageFolderError(f"{path}: empty file")
+    if not any(head.startswith(signature) for signature in signatures):
+        raise ImageFolderError(
+            f"{path}: not a valid {path.suffix.lower()[1:].upper()} image (its first bytes are "
+            f"{head[:4]!r}); remove or replace the file"
+        )
+
+
+def _class_directories(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _scan_split(root: Path, class_names: tuple[str, ...]) -> ImageFolderSplit:
+    paths, labels = [], []
+    found = {d.name for d in _class_directories(root)}
+    unknown = sorted(found - set(class_names))
+    if unknown:
+        raise ImageFolderError(
+            f"{root}: class folders {unknown} are not among the training classes {list(class_names)}"
+        )
+    for label, class_name in enumerate(class_names):
+        class_dir = root / class_name
+        if not class_dir.is_dir():
+            continue
+        files = sorted(
+            p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+        )
+        if not files:
+            raise ImageFolderError(
+                f"class folder {class_dir} holds no images (accepted extensions: "
+                f"{', '.join(IMAGE_EXTENSIONS)})"
+            )
+        for path in files:
+            _check_image_file(path)
+            paths.append(str(path))
+            labels.append(label)
+    return ImageFolderSplit(tuple(paths), tuple(labels))
+
+
+def _split_directory(root: Path, split: str) -> Path | None:
+    for name in SPLIT_DIRECTORY_NAMES[split]:
+        if (root / name).is_dir():
+            return root / name
+    return None
+
+
+def scan_image_folder(
+    root: str | os.PathLike,
+) -> tuple[dict[str, ImageFolderSplit], tuple[str, ...]]:
+    """Lists the images of a class-per-sub-folder dataset and checks every file's format.
+
+    Args:
+        root: the dataset folder, in one of the two layouts of this module's docstring.
+
+    Returns:
+        `(splits, class_names)`: the splits found on disk ("train" always; "validation" and "test"
+        when the folder has them) and the class names in label order (sorted folder names).
+
+    Raises:
+        ImageFolderError: no class folders, an empty class folder, or a file that is not an image.
+        FileNotFoundError: `root` is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a directory")
+    train_dir = _split_directory(root, "train") or root
+    class_dirs = _class_directories(train_dir)
+    if not class_dirs:
+        raise ImageFolderError(
+            f"{train_dir}: no class sub-folders; expected one sub-folder of images per class"
+        )
+    if len(class_dirs) < 2:
+        raise ImageFolderError(
+            f"{train_dir}: found a single class folder ({class_dirs[0].name}); a classifier needs "
+            "at least two"
+        )
+    class_names = tuple(d.name for d in class_dirs)
+    splits = {"train": _scan_split(train_dir, class_names)}
+    if train_dir is not root:
+        for split in ("validation", "test"):
+            split_dir = _split_directory(root, split)
+            if split_dir is not None:
+                splits[split] = _scan_split(split_dir, class_names)
+    return splits, class_names

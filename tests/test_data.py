@@ -1,0 +1,142 @@
+"""load_dataset: the embedded sample, IDX mirror, splits, preprocessing, class balance."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recipes.data import assign_splits, load_dataset
+from tests.test_idx import write_split
+
+
+def collect(ds):
+    xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in ds), strict=True)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_sample_dataset_is_stratified_and_small():
+    datasets, info = load_dataset("sample", batch_size=500, shuffle=False)
+    assert info.source == "sample" and info.num_classes == 10
+    assert info.image_shape == (28, 28, 1)
+    assert info.class_names[0] == "T-shirt/top"
+    assert info.split_sizes == {"train": 3600, "validation": 400, "test": 1000}
+    for split, per_class in (("train", 360), ("validation", 40), ("test", 100)):
+        x, y = collect(datasets[split])
+        assert np.bincount(y, minlength=10).tolist() == [per_class] * 10, split
+        assert x.dtype == np.float32 and x.min() >= 0.0 and x.max() <= 1.0
+
+
+def test_single_split_returns_dataset():
+    ds, _ = load_dataset("sample", "test", batch_size=100)
+    x, y = next(iter(ds))
+    assert x.shape == (100, 28, 28, 1) and y.shape == (100,)
+
+
+def test_splits_are_disjoint_and_deterministic_by_seed():
+    def validation_images(seed):
+        ds, _ = load_dataset("sample", "validation", seed=seed, batch_size=400)
+        return collect(ds)[0]
+
+    train, _ = load_dataset("sample", "train", seed=3, batch_size=3600, shuffle=False)
+    a, b, c = validation_images(3), validation_images(3), validation_images(4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    train_rows = {row.tobytes() for row in collect(train)[0]}
+    assert not any(row.tobytes() in train_rows for row in a)
+
+
+def test_assign_splits_stratified():
+    labels = np.repeat(np.arange(4), 50)
+    assignment = assign_splits(200, {"validation": 0.1, "test": 0.2}, seed=0, labels=labels)
+    for c in range(4):
+        members = assignment[labels == c]
+        assert (members == "validation").sum() == 5 and (members == "test").sum() == 10
+    with pytest.raises(ValueError, match="leave nothing for training"):
+        assign_splits(10, {"validation": 0.5, "test": 0.5}, seed=0)
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\)"):
+        assign_splits(10, {"validation": -0.1}, seed=0)
+
+
+def test_training_shuffle_is_seeded():
+    def first_labels(seed):
+        ds, _ = load_dataset("sample", "train", seed=seed, batch_size=64)
+        return next(iter(ds))[1].numpy()
+
+    np.testing.assert_array_equal(first_labels(1), first_labels(1))
+    assert not np.array_equal(first_labels(1), first_labels(2))
+
+
+def test_mean_image_and_per_channel_preprocessing():
+    ds, info = load_dataset("sample", "train", preprocessing="mean_image", batch_size=3600)
+    x, _ = collect(ds)
+    assert info.statistics["mean_image"].shape == (28, 28, 1)
+    np.testing.assert_allclose(x.mean(axis=0), 0.0, atol=1e-5)
+    ds, info = load_dataset("sample", "train", preprocessing="per_channel", batch_size=3600)
+    x, _ = collect(ds)
+    assert abs(x.mean()) < 1e-4 and abs(x.std() - 1.0) < 1e-3
+
+
+def test_one_hot_labels():
+    ds, _ = load_dataset("sample", "test", one_hot=True, batch_size=10)
+    y = next(iter(ds))[1].numpy()
+    assert y.shape == (10, 10) and np.all(y.sum(axis=1) == 1.0)
+
+
+def test_label_shuffle_balances_an_imbalanced_set(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 90 + [1] * 10, dtype=np.uint8)
+    images = rng.integers(0, 256, size=(100, 28, 28), dtype=np.uint8)
+    write_split(tmp_path, "train", images, labels)
+    write_split(tmp_path, "test", images[:10], labels[:10])
+    ds, info = load_dataset(
+        "mnist", "train", manual_dir=tmp_path, balance_classes=True, batch_size=1000, seed=0
+    )
+    _, y = collect(ds)
+    assert len(y) == info.split_sizes["train"]
+    assert 0.35 < np.mean(y == 1) < 0.65
+
+
+def test_augment_applies_to_training_only():
+    def zero_images(images, labels):
+        return tf.zeros_like(images), labels
+
+    datasets, _ = load_dataset("sample", ("train", "test"), augment=zero_images, batch_size=50)
+    assert float(tf.reduce_max(next(iter(datasets["train"]))[0])) == 0.0
+    assert float(tf.reduce_max(next(iter(datasets["test"]))[0])) > 0.0
+
+
+def test_resize():
+    ds, info = load_dataset("sample", "test", image_size=(32, 32), batch_size=8)
+    assert info.image_shape == (32, 32, 1)
+    assert next(iter(ds))[0].shape == (8, 32, 32, 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"split": "dev"}, "unknown split 'dev'"),
+        ({"preprocessing": "whiten"}, "unknown preprocessing 'whiten'"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset("sample", **kwargs)
+
+
+def test_unknown_dataset_suggests_close_names():
+    with pytest.raises(ValueError, match="unknown dataset 'fashon_mnist'.*fashion_mnist"):
+        load_dataset("fashon_mnist")
+
+
+def test_manual_dir_only_for_mnist_family(tmp_path):
+    with pytest.raises(ValueError, match="manual_dir .* not for dataset 'cifar10'"):
+        load_dataset("cifar10", manual_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_full_fashion_mnist_offline_mirror(fashion_mnist_dir):
+    datasets, info = load_dataset("fashion_mnist", manual_dir=fashion_mnist_dir, batch_size=2000)
+    assert info.source == "idx"
+    assert info.split_sizes == {"train": 54000, "validation": 6000, "test": 10000}
+    _, y = collect(datasets["test"])
+    assert np.bincount(y).tolist() == [1000] * 10

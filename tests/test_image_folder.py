@@ -1,0 +1,73 @@
+"""A folder of images, one sub-folder per class: the user's own small dataset."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recipes.data import load_dataset
+from recipes.image_folder import ImageFolderError, scan_image_folder
+
+
+def write_image(path, value: int, size=(12, 10)) -> None:
+    image = np.full((*size, 3), value, dtype=np.uint8)
+    encode = tf.io.encode_png if path.suffix == ".png" else tf.io.encode_jpeg
+    path.write_bytes(encode(tf.constant(image)).numpy())
+
+
+def make_folder(root, counts: dict[str, int], suffix=".png"):
+    for index, (class_name, count) in enumerate(counts.items()):
+        (root / class_name).mkdir(parents=True)
+        for i in range(count):
+            write_image(root / class_name / f"{i}{suffix}", 40 + 150 * index)
+    return root
+
+
+def test_folder_pool_is_split_and_decoded(tmp_path):
+    root = make_folder(tmp_path / "ds", {"cats": 20, "dogs": 20})
+    datasets, info = load_dataset(str(root), batch_size=64, image_size=(16, 16), seed=0)
+    assert info.source == "folder" and info.class_names == ("cats", "dogs")
+    assert info.image_shape == (16, 16, 3)
+    assert info.split_sizes == {"train": 32, "validation": 4, "test": 4}
+    for split in ("train", "validation", "test"):
+        x, y = next(iter(datasets[split]))
+        assert x.shape[1:] == (16, 16, 3)
+        # Each class was drawn in its own grey level: labels must follow the pixels.
+        expected = np.where(x.numpy().mean(axis=(1, 2, 3)) > 0.5, 1, 0)
+        np.testing.assert_array_equal(y.numpy(), expected)
+
+
+def test_folder_with_split_directories(tmp_path):
+    make_folder(tmp_path / "train", {"a": 6, "b": 6}, suffix=".jpg")
+    make_folder(tmp_path / "test", {"a": 2, "b": 3})
+    _, info = load_dataset(str(tmp_path), image_size=(8, 8), validation_fraction=0.5)
+    assert info.split_sizes == {"train": 6, "test": 5, "validation": 6}
+
+
+def test_empty_class_folder(tmp_path):
+    make_folder(tmp_path, {"a": 2, "b": 2})
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ImageFolderError, match="class folder .*c holds no images"):
+        scan_image_folder(tmp_path)
+
+
+def test_corrupt_image(tmp_path):
+    make_folder(tmp_path, {"a": 2, "b": 2})
+    (tmp_path / "b" / "broken.jpg").write_bytes(b"this is not a jpeg")
+    with pytest.raises(ImageFolderError, match="broken.jpg: not a valid JPG image"):
+        load_dataset(str(tmp_path))
+
+
+def test_layout_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset(str(tmp_path / "missing"))
+    (tmp_path / "flat").mkdir()
+    write_image(tmp_path / "flat" / "x.png", 1)
+    with pytest.raises(ImageFolderError, match="no class sub-folders"):
+        scan_image_folder(tmp_path / "flat")
+    make_folder(tmp_path / "one", {"only": 2})
+    with pytest.raises(ImageFolderError, match="a classifier needs at least two"):
+        scan_image_folder(tmp_path / "one")
+    make_folder(tmp_path / "mismatch" / "train", {"a": 2, "b": 2})
+    make_folder(tmp_path / "mismatch" / "test", {"a": 1, "z": 1})
+    with pytest.raises(ImageFolderError, match=r"class folders \['z'\]"):
+        scan_image_folder(tmp_path / "mismatch")
