@@ -1,4 +1,4 @@
-"""Model zoo: small CNNs/MLPs with the course's knobs, and ImageNet backbones with fine-tuning modes.
+"""Model zoo: small CNNs/MLPs with the course's knobs; ImageNet backbones with fine-tuning modes.
 
     import zoo
     model = zoo.create("resnet20", input_shape=(32, 32, 3), num_classes=10, norm="group")

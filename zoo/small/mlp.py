@@ -9,7 +9,8 @@ from zoo.registry import register_model
 
 
 @register_model(
-    paper="Rumelhart, Hinton & Williams (1986), Learning representations by back-propagating errors",
+    paper="Rumelhart, Hinton & Williams (1986), Learning representations by back-propagating "
+    "errors",
     default_input_shape=(28, 28, 1),
 )
 def mlp(
