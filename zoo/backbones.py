@@ -54,7 +54,8 @@ class BackboneSpec:
             `decode_predictions`, e.g. "mobilenet".
         paper: the source paper.
         block_pattern: a regular expression; a layer whose name matches it starts or continues
-            the block named by the match. Layers that do not match belong to the block before.
+            the block named by the match's first group (the whole match if it has no group).
+            Layers that do not match belong to the block before.
         image_size: the backbone's native input size.
         options: extra constructor options this backbone accepts, with their defaults.
     """
@@ -90,7 +91,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             "mobilenet",
             "Howard et al. (2017), MobileNets: Efficient Convolutional Neural Networks for Mobile "
             "Vision Applications",
-            r"^conv_(?:dw|pw)_\d+",
+            r"^conv_(?:dw|pw)_(\d+)",
             options={"alpha": 1.0, "depth_multiplier": 1},
         ),
         BackboneSpec(
@@ -349,8 +350,9 @@ def backbone_blocks(model: keras.Model) -> list[tuple[str, list[keras.layers.Lay
     blocks: list[tuple[str, list[keras.layers.Layer]]] = [("stem", [])]
     for layer in model.get_layer(BACKBONE_LAYER).layers:
         match = pattern.match(layer.name)
-        if match and match.group(0) != blocks[-1][0]:
-            blocks.append((match.group(0), []))
+        block = match and match.group(1 if pattern.groups else 0)
+        if block and block != blocks[-1][0]:
+            blocks.append((block, []))
         blocks[-1][1].append(layer)
     return [block for block in blocks if block[1]]
 
