@@ -1,1 +1,38 @@
-"""Model zoo: small CNNs/MLPs and ImageNet backbones."""
+"""Model zoo: small CNNs/MLPs with the course's knobs; ImageNet backbones with fine-tuning modes.
+
+    import zoo
+    model = zoo.create("resnet20", input_shape=(32, 32, 3), num_classes=10, norm="group")
+    zoo.list_models("resnet*")
+    zoo.describe("lenet5")
+
+Importing the package registers every model.
+"""
+
+from zoo import small
+from zoo.backbones import (
+    BACKBONES,
+    FINE_TUNE_MODES,
+    backbone_blocks,
+    load_class_index,
+    predict_labels,
+    train_full_fine_tune,
+    unfreeze_backbone,
+)
+from zoo.knobs import Knobs
+from zoo.registry import create, describe, list_models, register_model
+
+__all__ = [
+    "BACKBONES",
+    "FINE_TUNE_MODES",
+    "Knobs",
+    "backbone_blocks",
+    "create",
+    "describe",
+    "list_models",
+    "load_class_index",
+    "predict_labels",
+    "register_model",
+    "small",
+    "train_full_fine_tune",
+    "unfreeze_backbone",
+]

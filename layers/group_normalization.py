@@ -1,0 +1,163 @@
+"""Group normalization (Wu & He, 2018)."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from layers import _validation
+
+
+@keras.saving.register_keras_serializable(package="layers")
+class GroupNormalization(keras.layers.Layer):
+    """Normalizes each sample over groups of channels and all other non-batch axes.
+
+    The `C` channels are split into `groups` contiguous groups; each group of
+    each sample is normalized to zero mean and unit variance over its channels
+    and all spatial positions, then scaled by `gamma` and shifted by `beta`
+    per channel. It does not depend on the batch size, unlike batch norm.
+    `groups=1` is layer normalization over (H, W, C); `groups=C` is instance
+    normalization. Results equal `keras.layers.GroupNormalization`.
+
+    Why it is faster than Keras's layer: the statistics are reduced over the
+    spatial axes first, on the tensor's own layout, to per-channel sums, and
+    only those small (batch, C) sums are grouped; the normalization is then a
+    single per-channel multiply-add. Keras instead reshapes the whole tensor to
+    (..., groups, C / groups) and reduces over a strided layout. Variance is
+    still computed in two passes (mean first), so it does not lose precision
+    when the mean is large compared with the spread. float16/bfloat16 inputs
+    are normalized in float32.
+
+    Args:
+        groups: number of channel groups; must divide the channel count.
+            Default 32.
+        axis: the channel axis. Default -1.
+        epsilon: added to the variance to avoid division by zero. Default 1e-3.
+        center: whether to add the learned offset `beta`. Default True.
+        scale: whether to multiply by the learned scale `gamma`. Default True.
+        beta_initializer, gamma_initializer, beta_regularizer,
+        gamma_regularizer, beta_constraint, gamma_constraint: as in Keras.
+        **kwargs: base `keras.layers.Layer` arguments.
+    """
+
+    def __init__(
+        self,
+        groups: int = 32,
+        axis: int = -1,
+        epsilon: float = 1e-3,
+        center: bool = True,
+        scale: bool = True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+        self.groups = _validation.positive_int("groups", groups)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
+        self.axis = axis
+        self.epsilon = _validation.positive_float("epsilon", epsilon)
+        self.center = bool(center)
+        self.scale = bool(scale)
+        self.beta_initializer = keras.initializers.get(beta_initializer)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+        self.beta_regularizer = keras.regularizers.get(beta_regularizer)
+        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
+        self.beta_constraint = keras.constraints.get(beta_constraint)
+        self.gamma_constraint = keras.constraints.get(gamma_constraint)
+
+    def build(self, input_shape) -> None:
+        channels = _validation.axis_size(type(self).__name__, input_shape, self.axis)
+        if channels % self.groups:
+            raise ValueError(
+                f"GroupNormalization: the number of channels ({channels}, axis {self.axis}) "
+                f"must be divisible by groups={self.groups}. Input shape: {tuple(input_shape)}."
+            )
+        rank = len(input_shape)
+        self._channel_axis = self.axis % rank
+        self._reduction_axes = tuple(a for a in range(1, rank) if a != self._channel_axis)
+        self._channels = channels
+        self.input_spec = keras.layers.InputSpec(ndim=rank, axes={self.axis: channels})
+        self.gamma = None
+        self.beta = None
+        if self.scale:
+            self.gamma = self.add_weight(
+                shape=(channels,),
+                name="gamma",
+                initializer=self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+            )
+        if self.center:
+            self.beta = self.add_weight(
+                shape=(channels,),
+                name="beta",
+                initializer=self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+            )
+
+    def _per_channel(self, sums, count: int):
+        """Per-channel sums of shape (batch, C) -> per-channel group means (batch, C)."""
+        per_group = self._channels // self.groups
+        grouped = ops.reshape(sums, (-1, self.groups, per_group))
+        means = ops.sum(grouped, axis=-1, keepdims=True) / count
+        return ops.reshape(ops.repeat(means, per_group, axis=-1), (-1, self._channels))
+
+    def _broadcastable(self, per_channel, rank: int):
+        shape = [1] * rank
+        shape[0] = -1
+        shape[self._channel_axis] = self._channels
+        return ops.reshape(per_channel, shape)
+
+    def call(self, inputs):
+        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
+        x = ops.cast(inputs, compute_dtype)
+        rank = len(x.shape)
+        count = self._channels // self.groups
+        for axis in self._reduction_axes:
+            count = count * ops.shape(x)[axis]
+        count = ops.cast(count, compute_dtype)
+
+        def spatial_sum(tensor):
+            if not self._reduction_axes:
+                return tensor
+            return ops.sum(tensor, axis=self._reduction_axes)
+
+        mean = self._broadcastable(self._per_channel(spatial_sum(x), count), rank)
+        centered = x - mean
+        variance = self._per_channel(spatial_sum(ops.square(centered)), count)
+        multiplier = ops.rsqrt(variance + self.epsilon)
+        if self.gamma is not None:
+            multiplier = multiplier * ops.cast(self.gamma, compute_dtype)
+        outputs = centered * self._broadcastable(multiplier, rank)
+        if self.beta is not None:
+            outputs = outputs + self._broadcastable(ops.cast(self.beta, compute_dtype), rank)
+        return ops.cast(outputs, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "groups": self.groups,
+                "axis": self.axis,
+                "epsilon": self.epsilon,
+                "center": self.center,
+                "scale": self.scale,
+                "beta_initializer": keras.initializers.serialize(self.beta_initializer),
+                "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
+                "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
+                "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer),
+                "beta_constraint": keras.constraints.serialize(self.beta_constraint),
+                "gamma_constraint": keras.constraints.serialize(self.gamma_constraint),
+            }
+        )
+        return config

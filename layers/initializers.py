@@ -1,0 +1,155 @@
+"""Sparse initialization (Martens, 2010) and the course's named initialization schemes.
+
+`get(name, **kwargs)` turns a scheme name into a Keras initializer, so a model
+can say `init="he"` or `init="sparse"`:
+
+| name           | initializer                                            | kwargs                 |
+|----------------|--------------------------------------------------------|------------------------|
+| `zeros`        | all zeros                                              |                        |
+| `constant`     | all `value`                                            | `value=0.0`            |
+| `small_random` | `scale * N(0, 1)`                                      | `scale=0.01, seed`     |
+| `calibrated`   | `N(0, 1) / sqrt(fan_in)` (LeCun, variance 1/fan_in)    | `seed`                 |
+| `xavier`       | Glorot & Bengio uniform, variance 2/(fan_in + fan_out) | `seed`                 |
+| `he`, `msra`   | `N(0, 1) * sqrt(2 / fan_in)` (He et al. 2015)          | `seed`                 |
+| `sparse`       | `SparseInitializer`: k non-zero N(0, sigma^2) per unit | `k=10, sigma=1.0, seed`|
+
+`calibrated` and `he` draw from the untruncated normal, exactly the formulas
+above (Keras's `LecunNormal`/`HeNormal` use a truncated normal instead).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import keras
+from keras import ops
+
+from layers import _validation
+
+
+@keras.saving.register_keras_serializable(package="layers")
+class SparseInitializer(keras.initializers.Initializer):
+    """Exactly `k` non-zero incoming weights per output unit (Martens, 2010).
+
+    "Each neuron is connected to a fixed small number of the units below":
+    for a kernel of shape `(..., units)` the fan-in is the product of all
+    axes but the last (`input_dim` for Dense, `kh * kw * c_in` for Conv2D).
+    For every output unit, `k` of its fan-in weights, chosen uniformly
+    without replacement, are drawn from N(0, sigma^2); the rest are zero.
+
+    Args:
+        k: number of non-zero incoming weights per unit. Default 10.
+        sigma: standard deviation of the non-zero weights. Default 1.0.
+        seed: int for reproducible draws (the same seed gives the same
+            kernel on every call), or None for fresh draws each call.
+    """
+
+    def __init__(self, k: int = 10, sigma: float = 1.0, seed: int | None = None) -> None:
+        self.k = _validation.positive_int("k", k)
+        self.sigma = _validation.non_negative_float("sigma", sigma)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(
+                f"SparseInitializer needs a kernel of rank >= 2 (fan-in axes, units). "
+                f"Received shape {shape}."
+            )
+        fan_in = math.prod(shape[:-1])
+        units = shape[-1]
+        if self.k > fan_in:
+            raise ValueError(
+                f"SparseInitializer: k={self.k} non-zero weights per unit exceeds the fan-in "
+                f"{fan_in} of a kernel of shape {shape}."
+            )
+        # Two different seeds, so which weights are chosen and their values are independent.
+        value_seed = None if self.seed is None else self.seed + 1
+        keys = keras.random.uniform((units, fan_in), seed=self.seed)
+        # The rank of each key within its row; the k smallest keys are the chosen inputs.
+        ranks = ops.argsort(ops.argsort(keys, axis=-1), axis=-1)
+        values = keras.random.normal((units, fan_in), stddev=self.sigma, seed=value_seed)
+        kernel = ops.where(ranks < self.k, values, ops.zeros_like(values))
+        dtype = dtype or keras.config.floatx()
+        return ops.cast(ops.reshape(ops.transpose(kernel), shape), dtype)
+
+    def get_config(self) -> dict:
+        return {"k": self.k, "sigma": self.sigma, "seed": self.seed}
+
+
+def _zeros() -> keras.initializers.Initializer:
+    return keras.initializers.Zeros()
+
+
+def _constant(value: float = 0.0) -> keras.initializers.Initializer:
+    return keras.initializers.Constant(value)
+
+
+def _small_random(scale: float = 0.01, seed: int | None = None) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(mean=0.0, stddev=scale, seed=seed)
+
+
+def _fan_in_normal(scale: float, seed: int | None) -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(
+        scale=scale, mode="fan_in", distribution="untruncated_normal", seed=seed
+    )
+
+
+def _calibrated(seed: int | None = None) -> keras.initializers.Initializer:
+    return _fan_in_normal(1.0, seed)
+
+
+def _xavier(seed: int | None = None) -> keras.initializers.Initializer:
+    return keras.initializers.GlorotUniform(seed=seed)
+
+
+def _he(seed: int | None = None) -> keras.initializers.Initializer:
+    return _fan_in_normal(2.0, seed)
+
+
+def _sparse(k: int = 10, sigma: float = 1.0, seed: int | None = None) -> SparseInitializer:
+    return SparseInitializer(k=k, sigma=sigma, seed=seed)
+
+
+_SCHEMES = {
+    "zeros": _zeros,
+    "constant": _constant,
+    "small_random": _small_random,
+    "calibrated": _calibrated,
+    "xavier": _xavier,
+    "he": _he,
+    "msra": _he,
+    "sparse": _sparse,
+}
+
+NAMES: tuple[str, ...] = tuple(_SCHEMES)
+
+
+def get(name: str, **kwargs) -> keras.initializers.Initializer:
+    """Returns the Keras initializer for a named scheme (see the module docstring).
+
+    Args:
+        name: one of `NAMES`.
+        **kwargs: the scheme's options, e.g. `value=` for `constant`,
+            `k=`, `sigma=`, `seed=` for `sparse`, `seed=` for the random ones.
+
+    Raises:
+        ValueError: for an unknown name (listing the valid ones) or an option
+            the scheme does not take (listing the ones it does).
+    """
+    if not isinstance(name, str) or name not in _SCHEMES:
+        raise ValueError(
+            f"Unknown initialization scheme {name!r}. Valid names: {', '.join(NAMES)}."
+        )
+    factory = _SCHEMES[name]
+    accepted = tuple(inspect.signature(factory).parameters)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Initialization scheme {name!r} does not take {', '.join(unknown)}. "
+            f"It accepts: {', '.join(accepted) or 'no options'}."
+        )
+    return factory(**kwargs)

@@ -1,0 +1,275 @@
+"""Preprocessing layers whose statistics are learned from training data with `adapt()`.
+
+- `MeanImageSubtraction`: zero-centering by the mean image (or mean colour).
+- `ZCAWhitening`: ZCA or PCA whitening of the flattened input.
+- `PCAColorJitter`: AlexNet's PCA colour augmentation.
+
+`adapt(data)` accepts a NumPy array, a tensor, or a `tf.data.Dataset` of
+batches (or of `(x, y)` pairs, whose `x` is used). Statistics are
+accumulated in float64 batch by batch, so the data set need not fit in
+memory, and stored in non-trainable weights, so they are saved with the model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from layers import _validation
+
+
+def _batches(data, batch_size: int | None, steps: int | None):
+    """Yields float64 NumPy batches from an array, a tensor or a tf.data.Dataset."""
+    if hasattr(data, "as_numpy_iterator"):
+        iterator = data.as_numpy_iterator()
+    else:
+        array = np.asarray(keras.ops.convert_to_numpy(data))
+        size = batch_size or len(array)
+        iterator = (array[i : i + size] for i in range(0, len(array), size))
+    for step, batch in enumerate(iterator):
+        if steps is not None and step >= steps:
+            return
+        if isinstance(batch, (tuple, list)):
+            batch = batch[0]
+        yield np.asarray(batch, dtype=np.float64)
+
+
+class _AdaptedLayer(keras.layers.Layer):
+    """Common `adapt()` driver: reset, accumulate per batch, then store the statistics."""
+
+    def adapt(self, data, batch_size: int | None = None, steps: int | None = None) -> None:
+        """Computes the layer's statistics from `data` (see the module docstring).
+
+        Args:
+            data: NumPy array, tensor, or `tf.data.Dataset` yielding batches.
+            batch_size: batch size for array inputs (default: all at once).
+            steps: maximum number of batches to read (default: all).
+        """
+        state = None
+        for batch in _batches(data, batch_size, steps):
+            if not self.built:
+                self.build((None, *batch.shape[1:]))
+            state = self._accumulate(state, batch)
+        if state is None:
+            raise ValueError(f"{type(self).__name__}.adapt() received no data.")
+        self._finalize(state)
+
+    def _accumulate(self, state, batch):
+        raise NotImplementedError
+
+    def _finalize(self, state) -> None:
+        raise NotImplementedError
+
+
+def _add_moment_sums(state, rows: np.ndarray):
+    """Running (count, sum, sum of outer products) over the rows of a 2-D array."""
+    count, total, outer = state or (0, 0.0, 0.0)
+    return count + len(rows), total + rows.sum(axis=0), outer + rows.T @ rows
+
+
+def _mean_and_covariance(state) -> tuple[np.ndarray, np.ndarray]:
+    count, total, outer = state
+    mean = total / count
+    return mean, outer / count - np.outer(mean, mean)
+
+
+@keras.saving.register_keras_serializable(package="layers")
+class MeanImageSubtraction(_AdaptedLayer):
+    """Subtracts the training set's mean image (zero-centering).
+
+    `adapt()` computes the mean over the training samples of every input
+    element (the "mean image", shape `input_shape[1:]`), or with
+    `per_channel=True` only the mean of each channel over samples and
+    positions (e.g. the VGG mean colour). `call` subtracts it.
+
+    Args:
+        per_channel: subtract one mean per channel (last axis) instead of the
+            mean image. Default False.
+        **kwargs: base `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, per_channel: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.per_channel = bool(per_channel)
+
+    def build(self, input_shape) -> None:
+        shape = tuple(input_shape[1:])
+        if self.per_channel:
+            shape = (1,) * (len(shape) - 1) + shape[-1:]
+        if any(size is None for size in shape):
+            raise ValueError(
+                f"MeanImageSubtraction needs the non-batch input shape to be known. "
+                f"Received input shape {tuple(input_shape)}."
+            )
+        self.mean = self.add_weight(name="mean", shape=shape, initializer="zeros", trainable=False)
+
+    def _accumulate(self, state, batch):
+        rows = (
+            batch.reshape(-1, batch.shape[-1])
+            if self.per_channel
+            else batch.reshape(len(batch), -1)
+        )
+        count, total = state or (0, 0.0)
+        return count + len(rows), total + rows.sum(axis=0)
+
+    def _finalize(self, state) -> None:
+        count, total = state
+        self.mean.assign(np.reshape(total / count, self.mean.shape))
+
+    def call(self, inputs):
+        return inputs - ops.cast(self.mean, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"per_channel": self.per_channel})
+        return config
+
+
+WHITENING_METHODS = ("zca", "pca")
+
+
+@keras.saving.register_keras_serializable(package="layers")
+class ZCAWhitening(_AdaptedLayer):
+    """ZCA or PCA whitening of the flattened input, learned with `adapt()`.
+
+    With `X` the zero-centered flattened training data (D features), its
+    covariance `Cov = X^T X / N = U diag(lambda) U^T`, and
+    `S = diag(1 / sqrt(lambda + epsilon))`:
+
+    - `method="pca"`: `y = (x - mean) U S`, a `(batch, D)` vector of
+      decorrelated components in order of decreasing variance.
+    - `method="zca"`: `y = (x - mean) U S U^T`, reshaped back to the input
+      shape; the whitened image closest to the original.
+
+    `epsilon` keeps near-zero-variance directions (noise) from being blown
+    up, and regularizes when D exceeds the number of samples.
+
+    Args:
+        method: `"zca"` (default) or `"pca"`.
+        epsilon: added to the eigenvalues, > 0. Default 1e-5.
+        **kwargs: base `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, method: str = "zca", epsilon: float = 1e-5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.method = _validation.one_of("method", method, WHITENING_METHODS)
+        self.epsilon = _validation.positive_float("epsilon", epsilon)
+
+    def build(self, input_shape) -> None:
+        if any(size is None for size in input_shape[1:]):
+            raise ValueError(
+                f"ZCAWhitening needs the non-batch input shape to be known. "
+                f"Received input shape {tuple(input_shape)}."
+            )
+        features = math.prod(input_shape[1:])
+        self.mean = self.add_weight(
+            name="mean", shape=(features,), initializer="zeros", trainable=False
+        )
+        self.whitening = self.add_weight(
+            name="whitening", shape=(features, features), initializer="identity", trainable=False
+        )
+
+    def _accumulate(self, state, batch):
+        return _add_moment_sums(state, batch.reshape(len(batch), -1))
+
+    def _finalize(self, state) -> None:
+        mean, covariance = _mean_and_covariance(state)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        # eigh sorts ascending; PCA components are conventionally by decreasing variance.
+        eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+        scaled = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0.0) + self.epsilon)
+        whitening = scaled @ eigenvectors.T if self.method == "zca" else scaled
+        self.mean.assign(mean)
+        self.whitening.assign(whitening)
+
+    def call(self, inputs):
+        flat = ops.reshape(inputs, (-1, self.mean.shape[0]))
+        whitened = ops.matmul(flat - ops.cast(self.mean, flat.dtype), self.whitening)
+        if self.method == "pca":
+            return whitened
+        return ops.reshape(whitened, ops.shape(inputs))
+
+    def compute_output_shape(self, input_shape):
+        if self.method == "pca":
+            return (input_shape[0], math.prod(input_shape[1:]))
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"method": self.method, "epsilon": self.epsilon})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="layers")
+class PCAColorJitter(_AdaptedLayer):
+    """AlexNet's PCA colour augmentation ("fancy PCA", Krizhevsky et al. 2012).
+
+    `adapt()` computes the 3x3 covariance of the RGB values over all pixels
+    of the training set and its eigenvectors `p_i` and eigenvalues `lambda_i`.
+    During training every image gets the same colour offset at all its
+    pixels, `[p_1, p_2, p_3] [alpha_1 lambda_1, alpha_2 lambda_2,
+    alpha_3 lambda_3]^T`, with a fresh `alpha_i ~ N(0, sigma)` per image. This
+    changes the intensity and colour of the illumination, to which object
+    identity is invariant. At inference the layer is the identity. Inputs
+    are channels-last, `(..., H, W, 3)`, in the same value range as the data
+    given to `adapt()`.
+
+    Args:
+        sigma: standard deviation of the `alpha_i`. Default 0.1 (AlexNet).
+        seed: int for reproducible noise, or None.
+        **kwargs: base `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, sigma: float = 0.1, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sigma = _validation.non_negative_float("sigma", sigma)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) < 3 or input_shape[-1] != 3:
+            raise ValueError(
+                f"PCAColorJitter expects channels-last RGB images (..., H, W, 3). "
+                f"Received input shape {tuple(input_shape)}."
+            )
+        self.eigenvectors = self.add_weight(
+            name="eigenvectors", shape=(3, 3), initializer="identity", trainable=False
+        )
+        self.eigenvalues = self.add_weight(
+            name="eigenvalues", shape=(3,), initializer="zeros", trainable=False
+        )
+
+    def _accumulate(self, state, batch):
+        return _add_moment_sums(state, batch.reshape(-1, 3))
+
+    def _finalize(self, state) -> None:
+        _, covariance = _mean_and_covariance(state)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        self.eigenvalues.assign(np.maximum(eigenvalues, 0.0))
+        self.eigenvectors.assign(eigenvectors)
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        leading = ops.shape(inputs)[:-3]
+        alphas = keras.random.normal(
+            (*leading, 3), stddev=self.sigma, seed=self.seed_generator, dtype="float32"
+        )
+        # offset = P (alpha * lambda), for every image at once.
+        offsets = ops.matmul(alphas * self.eigenvalues, ops.transpose(self.eigenvectors))
+        offsets = ops.reshape(offsets, (*leading, 1, 1, 3))
+        return inputs + ops.cast(offsets, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"sigma": self.sigma, "seed": self.seed})
+        return config

@@ -1,0 +1,149 @@
+"""Weight normalization (Salimans & Kingma, 2016) as a wrapper around Dense and Conv layers."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+_CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_TRANSPOSED = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+_SUPPORTED = (keras.layers.Dense, *_CONVOLUTIONS, *_TRANSPOSED)
+# Keeps the data-dependent scale finite for a unit whose first-batch output is constant.
+_INIT_EPSILON = 1e-6
+
+
+@keras.saving.register_keras_serializable(package="layers")
+class WeightNormalization(keras.layers.Wrapper):
+    """Reparameterizes a layer's kernel as `w = g * v / ||v||` per output unit.
+
+    The direction `v` and the length `g` are learned separately, which
+    decouples the norm of each unit's weight vector from its direction and
+    speeds up optimization. `v` is the wrapped layer's own kernel variable
+    (so its initializer, regularizer and constraint apply to `v`); `g` is a
+    new vector with one entry per output unit, initialized to `||v||` so the
+    wrapped layer starts out computing exactly what it would unwrapped. The
+    wrapper computes `w` and applies the layer's linear map, bias and
+    activation itself; the kernel is never trained as a free parameter.
+
+    With `data_init=True` (the paper's data-dependent initialization), the
+    first *training* call sets, for each output unit with pre-activation
+    `t = x . v / ||v||` over that batch, `g = 1 / std(t)` and
+    `bias = -mean(t) / std(t)`, so the initial pre-activations have zero mean
+    and unit variance per unit. A non-trainable `initialized` flag records
+    this, so it runs once and is not repeated after saving and loading.
+    Inference calls before training use the plain initialization.
+
+    Supported layers: `Dense`, `Conv1D`, `Conv2D`, `Conv3D` and their
+    `Conv*Transpose` counterparts (for which the output unit is the
+    second-to-last kernel axis).
+
+    Args:
+        layer: an instance of one of the supported layers.
+        data_init: whether to run the data-dependent initialization on the
+            first training batch. Default True.
+        **kwargs: base `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, layer: keras.layers.Layer, data_init: bool = True, **kwargs) -> None:
+        if not isinstance(layer, _SUPPORTED):
+            names = ", ".join(cls.__name__ for cls in _SUPPORTED)
+            raise ValueError(
+                f"WeightNormalization wraps one of {names}. "
+                f"Received: layer={layer!r} of type {type(layer).__name__}"
+            )
+        super().__init__(layer, **kwargs)
+        self.data_init = bool(data_init)
+        self._unit_axis = -2 if isinstance(layer, _TRANSPOSED) else -1
+
+    def build(self, input_shape=None) -> None:
+        super().build(input_shape)
+        kernel = self.layer.kernel
+        rank = len(kernel.shape)
+        self._norm_axes = tuple(a for a in range(rank) if a != self._unit_axis % rank)
+        units = kernel.shape[self._unit_axis]
+        self.g = self.add_weight(name="g", shape=(units,), initializer="ones")
+        self.g.assign(ops.sqrt(ops.sum(ops.square(kernel), axis=self._norm_axes)))
+        self.initialized = None
+        if self.data_init:
+            self.initialized = self.add_weight(
+                name="initialized", shape=(), dtype="bool", initializer="zeros", trainable=False
+            )
+
+    def _channel_axis(self, rank: int) -> int:
+        if isinstance(self.layer, keras.layers.Dense):
+            return rank - 1
+        return 1 if self.layer.data_format == "channels_first" else rank - 1
+
+    def _unit_shaped(self, vector, rank: int):
+        """Reshapes a per-unit vector to broadcast against a kernel of `rank` axes."""
+        shape = [1] * rank
+        shape[self._unit_axis] = -1
+        return ops.reshape(vector, shape)
+
+    def _direction(self):
+        kernel = self.layer.kernel
+        norm_sq = ops.sum(ops.square(kernel), axis=self._norm_axes, keepdims=True)
+        return kernel * ops.rsqrt(norm_sq)
+
+    def _linear(self, inputs, kernel):
+        layer = self.layer
+        if isinstance(layer, keras.layers.Dense):
+            return ops.matmul(inputs, kernel)
+        if isinstance(layer, _TRANSPOSED):
+            return ops.conv_transpose(
+                inputs,
+                kernel,
+                strides=list(layer.strides),
+                padding=layer.padding,
+                output_padding=layer.output_padding,
+                dilation_rate=layer.dilation_rate,
+                data_format=layer.data_format,
+            )
+        return layer.convolution_op(inputs, kernel)
+
+    def _per_unit(self, outputs, vector):
+        """Broadcast shape of a per-unit vector against the layer's outputs."""
+        rank = len(outputs.shape)
+        shape = [1] * rank
+        shape[self._channel_axis(rank)] = -1
+        return ops.reshape(vector, shape)
+
+    def _initialize_from_data(self, inputs):
+        pre_activations = self._linear(inputs, self._direction())
+        rank = len(pre_activations.shape)
+        channel_axis = self._channel_axis(rank)
+        axes = [a for a in range(rank) if a != channel_axis]
+        mean, variance = ops.moments(ops.cast(pre_activations, "float32"), axes=axes)
+        inverse_std = ops.rsqrt(variance + _INIT_EPSILON)
+        self.g.assign(ops.cast(inverse_std, self.g.dtype))
+        if self.layer.use_bias:
+            self.layer.bias.assign(ops.cast(-mean * inverse_std, self.layer.bias.dtype))
+        self.initialized.assign(True)
+        return ops.zeros((), "float32")
+
+    def call(self, inputs, training=None):
+        if self.initialized is not None and training:
+            ops.cond(
+                ops.logical_not(self.initialized),
+                lambda: self._initialize_from_data(inputs),
+                lambda: ops.zeros((), "float32"),
+            )
+        kernel = self._direction() * self._unit_shaped(self.g, len(self.layer.kernel.shape))
+        outputs = self._linear(inputs, kernel)
+        if self.layer.use_bias:
+            outputs = outputs + self._per_unit(outputs, self.layer.bias)
+        if self.layer.activation is not None:
+            outputs = self.layer.activation(outputs)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"data_init": self.data_init})
+        return config

@@ -1,0 +1,204 @@
+"""The course's losses against NumPy references, their label/output contracts and serialization."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recipes.losses import (
+    LOSS_NAMES,
+    get_loss,
+    loss_accepts_soft_labels,
+    loss_label_format,
+    loss_output_activation,
+)
+
+RNG = np.random.default_rng(7)
+BATCH, CLASSES = 6, 5
+SCORES = RNG.normal(size=(BATCH, CLASSES)).astype("float32") * 2.0
+CLASS_IDS = RNG.integers(0, CLASSES, size=BATCH)
+ATTRIBUTES = RNG.integers(0, 2, size=(BATCH, CLASSES))
+TARGETS = RNG.normal(size=(BATCH, 3)).astype("float32")
+OUTPUTS = RNG.normal(size=(BATCH, 3)).astype("float32")
+
+
+def np_softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def np_weston_watkins(scores, ids, margin=1.0, squared=False):
+    losses = []
+    for row, y in zip(scores, ids, strict=True):
+        total = 0.0
+        for j, score in enumerate(row):
+            if j != y:
+                violation = max(0.0, score - row[y] + margin)
+                total += violation**2 if squared else violation
+        losses.append(total)
+    return np.mean(losses)
+
+
+def np_attribute_hinge(scores, present, margin=1.0):
+    signs = np.where(present > 0, 1.0, -1.0)
+    return np.mean(np.maximum(0.0, margin - signs * scores).sum(axis=-1))
+
+
+def np_attribute_logistic(logits, present):
+    signs = np.where(present > 0, 1.0, -1.0)
+    return np.mean(np.log1p(np.exp(-signs * logits)).sum(axis=-1))
+
+
+def evaluate(loss, y_true, y_pred):
+    return float(loss(tf.constant(y_true), tf.constant(y_pred)))
+
+
+@pytest.mark.parametrize("label_shape", ["sparse", "column", "one_hot"])
+def test_softmax_cross_entropy_matches_numpy_for_every_label_layout(label_shape):
+    labels = {
+        "sparse": CLASS_IDS,
+        "column": CLASS_IDS[:, None],
+        "one_hot": np.eye(CLASSES, dtype="float32")[CLASS_IDS],
+    }[label_shape]
+    expected = -np.mean(np.log(np_softmax(SCORES)[np.arange(BATCH), CLASS_IDS]))
+    from_logits = evaluate(get_loss("softmax_cross_entropy", from_logits=True), labels, SCORES)
+    from_probabilities = evaluate(get_loss("cross_entropy"), labels, np_softmax(SCORES))
+    np.testing.assert_allclose(from_logits, expected, rtol=1e-5)
+    np.testing.assert_allclose(from_probabilities, expected, rtol=1e-4)
+
+
+def test_softmax_cross_entropy_takes_soft_mixup_targets():
+    soft = np_softmax(RNG.normal(size=(BATCH, CLASSES))).astype("float32")
+    expected = -np.mean((soft * np.log(np_softmax(SCORES))).sum(axis=-1))
+    loss = get_loss("softmax_cross_entropy", from_logits=True)
+    np.testing.assert_allclose(evaluate(loss, soft, SCORES), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("margin", [1.0, 2.5])
+@pytest.mark.parametrize("name", ["svm_hinge", "multiclass_hinge", "squared_svm_hinge"])
+def test_multiclass_hinge_matches_weston_watkins_reference(name, margin):
+    squared = name == "squared_svm_hinge"
+    expected = np_weston_watkins(SCORES, CLASS_IDS, margin, squared)
+    loss = get_loss(name, margin=margin)
+    np.testing.assert_allclose(evaluate(loss, CLASS_IDS, SCORES), expected, rtol=1e-5)
+    one_hot = np.eye(CLASSES, dtype="float32")[CLASS_IDS]
+    np.testing.assert_allclose(evaluate(loss, one_hot, SCORES), expected, rtol=1e-5)
+
+
+def test_svm_hinge_sums_violations_where_keras_categorical_hinge_takes_the_max():
+    scores = np.array([[0.0, 0.5, 0.8]], dtype="float32")
+    labels = np.array([0])
+    ours = evaluate(get_loss("svm_hinge"), labels, scores)
+    keras_max = float(keras.losses.categorical_hinge(np.eye(3)[labels], scores)[0])
+    assert ours == pytest.approx(1.5 + 1.8)
+    assert keras_max == pytest.approx(1.8)
+
+
+def test_svm_hinge_gradient_counts_margin_violations():
+    scores = tf.constant([[2.0, 1.5, -3.0, 1.9]])
+    with tf.GradientTape() as tape:
+        tape.watch(scores)
+        value = get_loss("svm_hinge")(tf.constant([0]), scores)
+    # Classes 1 and 3 are within the margin of class 0 and class 2 is not.
+    np.testing.assert_allclose(tape.gradient(value, scores).numpy(), [[-2.0, 1.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("encoding", ["zero_one", "plus_minus_one"])
+def test_attribute_hinge_matches_numpy_for_both_label_encodings(encoding):
+    labels = ATTRIBUTES if encoding == "zero_one" else 2 * ATTRIBUTES - 1
+    for margin in (1.0, 0.5):
+        loss = get_loss("attribute_hinge", margin=margin)
+        expected = np_attribute_hinge(SCORES, ATTRIBUTES, margin)
+        np.testing.assert_allclose(evaluate(loss, labels, SCORES), expected, rtol=1e-5)
+
+
+def test_attribute_logistic_matches_numpy_from_logits_and_probabilities():
+    expected = np_attribute_logistic(SCORES, ATTRIBUTES)
+    labels = ATTRIBUTES.astype("float32")
+    from_logits = evaluate(get_loss("attribute_logistic", from_logits=True), labels, SCORES)
+    probabilities = 1.0 / (1.0 + np.exp(-SCORES))
+    from_probabilities = evaluate(get_loss("attribute_logistic"), labels, probabilities)
+    np.testing.assert_allclose(from_logits, expected, rtol=1e-5)
+    np.testing.assert_allclose(from_probabilities, expected, rtol=1e-3)
+
+
+def test_regression_losses_sum_over_outputs_and_average_over_batch():
+    np.testing.assert_allclose(
+        evaluate(get_loss("l2"), TARGETS, OUTPUTS),
+        np.mean(((TARGETS - OUTPUTS) ** 2).sum(axis=-1)),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        evaluate(get_loss("l1"), TARGETS, OUTPUTS),
+        np.mean(np.abs(TARGETS - OUTPUTS).sum(axis=-1)),
+        rtol=1e-5,
+    )
+
+
+def test_regression_loss_lines_up_flat_targets_with_column_outputs():
+    targets, outputs = TARGETS[:, 0], OUTPUTS[:, :1]
+    expected = np.mean((targets - outputs[:, 0]) ** 2)
+    np.testing.assert_allclose(evaluate(get_loss("l2"), targets, outputs), expected, rtol=1e-5)
+
+
+def test_unknown_loss_name_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown loss 'hinge'") as error:
+        get_loss("hinge")
+    for name in LOSS_NAMES:
+        assert name in str(error.value)
+
+
+def test_unknown_option_and_bad_margin_are_rejected():
+    with pytest.raises(ValueError, match=r"takes no option.*from_logits.*its options: .*margin"):
+        get_loss("svm_hinge", from_logits=True)
+    with pytest.raises(ValueError, match="margin must be a positive number; got -1"):
+        get_loss("attribute_hinge", margin=-1)
+
+
+def test_label_and_output_contracts():
+    formats = {name: loss_label_format(name) for name in LOSS_NAMES}
+    assert formats == {
+        "softmax_cross_entropy": "sparse",
+        "svm_hinge": "sparse",
+        "squared_svm_hinge": "sparse",
+        "attribute_hinge": "multi_hot",
+        "attribute_logistic": "multi_hot",
+        "l2": "regression",
+        "l1": "regression",
+    }
+    assert [name for name in LOSS_NAMES if loss_accepts_soft_labels(name)] == [
+        "softmax_cross_entropy"
+    ]
+    assert loss_output_activation("cross_entropy") == "softmax"
+    assert loss_output_activation("cross_entropy", from_logits=True) == "linear"
+    assert loss_output_activation("attribute_logistic") == "sigmoid"
+    assert loss_output_activation("svm_hinge") == "linear"
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_config_round_trip_keeps_options(name):
+    options = {"margin": 2.0} if "hinge" in name else {}
+    loss = get_loss(name, **options)
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert type(restored) is type(loss)
+    assert restored.get_config() == loss.get_config()
+    assert restored.name == name
+
+
+def test_compiled_model_with_recipe_loss_saves_and_reloads(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model.compile("sgd", get_loss("squared_svm_hinge", margin=0.5), metrics=["accuracy"])
+    features = RNG.normal(size=(8, 4)).astype("float32")
+    labels = RNG.integers(0, 3, size=8)
+    model.fit(features, labels, epochs=1, verbose=0)
+    path = tmp_path / "hinge.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert restored.loss.get_config() == model.loss.get_config()
+    assert restored.loss.get_config()["squared"] is True
+    np.testing.assert_allclose(
+        restored.evaluate(features, labels, verbose=0)[0],
+        model.evaluate(features, labels, verbose=0)[0],
+        rtol=1e-6,
+    )

@@ -1,0 +1,546 @@
+"""ImageNet backbones from `keras.applications`, with the course's three fine-tuning modes.
+
+Every backbone model takes raw images (any size, 1 or 3 channels, values 0..255): it resizes them
+to the backbone's input size, repeats a gray channel into RGB, and applies the backbone's own
+`preprocess_input`, all inside the model. The `keras.applications` network sits inside as one
+nested layer named "backbone".
+
+Fine-tuning modes (`fine_tune=`):
+
+- "predict": the pretrained network as is, ImageNet classifier included (num_classes 1000), for
+  labelling new images with `predict_labels`.
+- "head": the backbone frozen, its BatchNormalization layers kept in inference mode, and a new
+  softmax head for `num_classes` on the globally pooled features.
+- "full": the same model as "head" to start with: train the head first, then call
+  `unfreeze_backbone` (optionally only the top N blocks), compile again with a lower learning rate
+  and train on. `train_full_fine_tune` runs both phases. BatchNormalization stays in inference mode
+  throughout, so that small fine-tuning batches do not wreck the pretrained statistics.
+
+`weights=` is "imagenet" (Keras downloads and caches the file under `$KERAS_HOME/models`), a path
+to a weights file for the backbone (with the classifier top for "predict", without for the other
+modes), or None for random initialisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from zoo.registry import create, register_model
+
+FINE_TUNE_MODES = ("predict", "head", "full")
+BACKBONE_LAYER = "backbone"
+IMAGENET_CLASSES = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one `keras.applications` backbone and find its blocks.
+
+    Attributes:
+        name: the zoo name.
+        constructor: the `keras.applications` function, e.g. "MobileNet".
+        module: the `keras.applications` module with its `preprocess_input` and
+            `decode_predictions`, e.g. "mobilenet".
+        paper: the source paper.
+        block_pattern: a regular expression; a layer whose name matches it starts or continues
+            the block named by the match's first group (the whole match if it has no group).
+            Layers that do not match belong to the block before.
+        image_size: the backbone's native input size.
+        options: extra constructor options this backbone accepts, with their defaults.
+    """
+
+    name: str
+    constructor: str
+    module: str
+    paper: str
+    block_pattern: str
+    image_size: int = 224
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def build(self, **kwargs: Any) -> keras.Model:
+        return getattr(keras.applications, self.constructor)(**kwargs)
+
+    @property
+    def applications_module(self) -> Any:
+        return importlib.import_module(f"keras.applications.{self.module}")
+
+
+_MOBILENET_V3_OPTIONS = {"alpha": 1.0, "minimalistic": False}
+_EFFICIENTNET = (
+    "Tan & Le (2019), EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks"
+)
+_RESNET = "He, Zhang, Ren & Sun (2016), Deep Residual Learning for Image Recognition"
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec(
+            "mobilenet",
+            "MobileNet",
+            "mobilenet",
+            "Howard et al. (2017), MobileNets: Efficient Convolutional Neural Networks for Mobile "
+            "Vision Applications",
+            r"^conv_(?:dw|pw)_(\d+)",
+            options={"alpha": 1.0, "depth_multiplier": 1},
+        ),
+        BackboneSpec(
+            "mobilenet_v2",
+            "MobileNetV2",
+            "mobilenet_v2",
+            "Sandler et al. (2018), MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+            r"^block_\d+_",
+            options={"alpha": 1.0},
+        ),
+        BackboneSpec(
+            "mobilenet_v3_small",
+            "MobileNetV3Small",
+            "mobilenet_v3",
+            "Howard et al. (2019), Searching for MobileNetV3",
+            r"^expanded_conv(?:_\d+)?_",
+            options=_MOBILENET_V3_OPTIONS,
+        ),
+        BackboneSpec(
+            "mobilenet_v3_large",
+            "MobileNetV3Large",
+            "mobilenet_v3",
+            "Howard et al. (2019), Searching for MobileNetV3",
+            r"^expanded_conv(?:_\d+)?_",
+            options=_MOBILENET_V3_OPTIONS,
+        ),
+        BackboneSpec(
+            "efficientnet_b0", "EfficientNetB0", "efficientnet", _EFFICIENTNET, r"^block\d+[a-z]_"
+        ),
+        BackboneSpec(
+            "efficientnet_b1",
+            "EfficientNetB1",
+            "efficientnet",
+            _EFFICIENTNET,
+            r"^block\d+[a-z]_",
+            image_size=240,
+        ),
+        BackboneSpec(
+            "efficientnet_b2",
+            "EfficientNetB2",
+            "efficientnet",
+            _EFFICIENTNET,
+            r"^block\d+[a-z]_",
+            image_size=260,
+        ),
+        BackboneSpec("resnet50", "ResNet50", "resnet50", _RESNET, r"^conv\d_block\d+_"),
+        BackboneSpec(
+            "resnet50_v2",
+            "ResNet50V2",
+            "resnet_v2",
+            "He, Zhang, Ren & Sun (2016), Identity Mappings in Deep Residual Networks",
+            r"^conv\d_block\d+_",
+        ),
+        BackboneSpec(
+            "densenet121",
+            "DenseNet121",
+            "densenet",
+            "Huang, Liu, van der Maaten & Weinberger (2017), Densely Connected Convolutional "
+            "Networks",
+            r"^(?:conv\d_block\d+|pool\d)_",
+        ),
+        BackboneSpec(
+            "vgg16",
+            "VGG16",
+            "vgg16",
+            "Simonyan & Zisserman (2014), Very deep convolutional networks for large-scale image "
+            "recognition",
+            r"^block\d_",
+        ),
+    )
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The `BackboneSpec` of a backbone name, with a clear error for unknown names."""
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}. Accepted: {', '.join(BACKBONES)}.")
+    return BACKBONES[name]
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BackbonePreprocessing(keras.layers.Layer):
+    """Applies a backbone's own `keras.applications.<module>.preprocess_input` inside a model.
+
+    Keeping it in the model means users hand raw 0..255 images, and a saved model carries its
+    preprocessing with it. The layer also records which backbone the model holds, so that
+    `predict_labels` can find the matching `decode_predictions`.
+
+    Args:
+        backbone: a name from `BACKBONES`.
+    """
+
+    def __init__(self, backbone: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = backbone_spec(backbone)
+
+    def call(self, images: Any) -> Any:
+        images = keras.ops.cast(images, self.compute_dtype)
+        return self.spec.applications_module.preprocess_input(images)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "backbone": self.spec.name}
+
+
+def _check_weights(weights: Any) -> str | None:
+    if weights is None or weights == "imagenet":
+        return weights
+    if isinstance(weights, str | os.PathLike) and Path(weights).is_file():
+        return os.fspath(weights)
+    raise ValueError(
+        f'weights must be "imagenet", None, or the path of an existing weights file; got '
+        f"{weights!r}."
+    )
+
+
+def _raw_image_front(
+    input_shape: tuple[int | None, ...], image_size: int, spec: BackboneSpec
+) -> tuple[Any, Any]:
+    """Input -> resize (central crop to square) -> gray to RGB -> the backbone's preprocessing."""
+    if len(input_shape) != 3 or input_shape[-1] not in (1, 3):
+        raise ValueError(
+            "Backbones take images of shape (height, width, 1 or 3 channels); height and width "
+            f"may be None. Got input_shape={input_shape!r}."
+        )
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = keras.layers.Resizing(
+        image_size, image_size, crop_to_aspect_ratio=True, antialias=True, name="resize"
+    )(inputs)
+    if input_shape[-1] == 1:
+        x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    return inputs, BackbonePreprocessing(spec.name, name="preprocess")(x)
+
+
+def keep_batchnorm_in_inference(backbone: keras.Model) -> None:
+    """Freeze every BatchNormalization layer: a frozen Keras 3 BatchNormalization layer runs in
+    inference mode (moving statistics) even when the model trains."""
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def build_backbone(
+    spec: BackboneSpec,
+    input_shape: tuple[int | None, ...],
+    num_classes: int,
+    *,
+    weights: str | os.PathLike | None = "imagenet",
+    fine_tune: str = "predict",
+    image_size: int | None = None,
+    head_dropout: float = 0.2,
+    **constructor_options: Any,
+) -> keras.Model:
+    """Build `spec`'s backbone behind a raw-image front, in one of the fine-tuning modes."""
+    if fine_tune not in FINE_TUNE_MODES:
+        raise ValueError(
+            f"Unknown fine_tune={fine_tune!r}. Accepted: {', '.join(FINE_TUNE_MODES)}."
+        )
+    if not 0.0 <= head_dropout < 1.0:
+        raise ValueError(f"head_dropout must be in [0, 1), got {head_dropout!r}.")
+    with_top = fine_tune == "predict"
+    if with_top and num_classes != IMAGENET_CLASSES:
+        raise ValueError(
+            f"fine_tune='predict' keeps the ImageNet classifier, so num_classes must be "
+            f"{IMAGENET_CLASSES}, got {num_classes}. Use fine_tune='head' or 'full' for a new "
+            "classifier."
+        )
+    size = spec.image_size if image_size is None else int(image_size)
+    inputs, x = _raw_image_front(input_shape, size, spec)
+    backbone = spec.build(
+        include_top=with_top,
+        weights=_check_weights(weights),
+        input_shape=(size, size, 3),
+        pooling=None if with_top else "avg",
+        name=BACKBONE_LAYER,
+        **constructor_options,
+    )
+    if with_top:
+        return keras.Model(inputs, backbone(x), name=f"{spec.name}_predict")
+    backbone.trainable = False
+    keep_batchnorm_in_inference(backbone)
+    features = backbone(x)
+    if head_dropout:
+        features = keras.layers.Dropout(head_dropout, name="head_dropout")(features)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(features)
+    return keras.Model(inputs, outputs, name=f"{spec.name}_{fine_tune}")
+
+
+_COMMON_OPTIONS = {
+    "weights": "imagenet",
+    "fine_tune": "predict",
+    "image_size": None,
+    "head_dropout": 0.2,
+}
+_BACKBONE_DOC = """{name}: keras.applications.{constructor} behind a raw-image front.
+
+Source: {paper}. Native input {image_size}x{image_size}; inputs of any size and 1 or 3 channels
+are resized and converted inside the model, then put through
+keras.applications.{module}.preprocess_input. Expected accuracy: the ImageNet figures of the Keras
+applications table in "predict" mode; fine-tuned ("head" / "full") on small datasets, typically
+well above the same network trained from random initialisation.
+
+Args:
+    weights: "imagenet" (Keras' cached download), a weights file path, or None (random).
+    fine_tune: "predict" (ImageNet classifier, num_classes=1000), "head" (frozen backbone, new
+        head) or "full" (as "head"; then unfreeze_backbone and train on with a lower rate).
+    image_size: the square size images are resized to; default {image_size}.
+    head_dropout: dropout rate before the new head ("head" / "full").
+{extra}"""
+
+for _spec in BACKBONES.values():
+    register_model(
+        functools.partial(build_backbone, _spec),
+        name=_spec.name,
+        paper=_spec.paper,
+        default_input_shape=(None, None, 3),
+        default_num_classes=IMAGENET_CLASSES,
+        options={**_COMMON_OPTIONS, **_spec.options},
+        describe_options={"weights": None},
+        doc=_BACKBONE_DOC.format(
+            name=_spec.name,
+            constructor=_spec.constructor,
+            paper=_spec.paper,
+            image_size=_spec.image_size,
+            module=_spec.module,
+            extra="".join(
+                f"    {option}: keras.applications.{_spec.constructor}'s {option} "
+                f"(default {default!r}).\n"
+                for option, default in _spec.options.items()
+            ),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Working with built backbone models
+
+
+def _preprocessing_layer(model: keras.Model) -> BackbonePreprocessing:
+    for layer in model.layers:
+        if isinstance(layer, BackbonePreprocessing):
+            return layer
+    raise ValueError(f"Model {model.name!r} is not a zoo backbone model (no preprocessing layer).")
+
+
+def backbone_blocks(model: keras.Model) -> list[tuple[str, list[keras.layers.Layer]]]:
+    """The backbone's layers grouped into blocks, bottom to top: [(block name, layers), ...].
+
+    Layers before the first block form the block "stem"; a layer that matches no block name
+    belongs to the block before it (e.g. the final 1x1 conv joins the last block).
+    """
+    spec = _preprocessing_layer(model).spec
+    pattern = re.compile(spec.block_pattern)
+    blocks: list[tuple[str, list[keras.layers.Layer]]] = [("stem", [])]
+    for layer in model.get_layer(BACKBONE_LAYER).layers:
+        match = pattern.match(layer.name)
+        block = match and match.group(1 if pattern.groups else 0)
+        if block and block != blocks[-1][0]:
+            blocks.append((block, []))
+        blocks[-1][1].append(layer)
+    return [block for block in blocks if block[1]]
+
+
+def unfreeze_backbone(model: keras.Model, top_n_blocks: int | None = None) -> list[str]:
+    """Make the backbone (or its top `top_n_blocks` blocks) trainable, BatchNorm excepted.
+
+    The second phase of fine_tune="full": call it after training the head, then compile the model
+    again (Keras fixes the trainable weights at compile time) with a learning rate about 10x
+    lower, and train on.
+
+    Args:
+        model: a model from `zoo.create(<backbone>, fine_tune="head" or "full")`.
+        top_n_blocks: unfreeze only the last N blocks (see `backbone_blocks`); None: all.
+
+    Returns:
+        The names of the unfrozen blocks, bottom to top.
+    """
+    if top_n_blocks is not None and (not isinstance(top_n_blocks, int) or top_n_blocks < 1):
+        raise ValueError(f"top_n_blocks must be None or an integer >= 1, got {top_n_blocks!r}.")
+    blocks = backbone_blocks(model)
+    chosen = blocks if top_n_blocks is None else blocks[-top_n_blocks:]
+    backbone = model.get_layer(BACKBONE_LAYER)
+    backbone.trainable = True
+    for layer in backbone.layers:
+        layer.trainable = False
+    for _, block_layers in chosen:
+        for layer in block_layers:
+            layer.trainable = True
+    keep_batchnorm_in_inference(backbone)
+    return [name for name, _ in chosen]
+
+
+def train_full_fine_tune(
+    model: keras.Model,
+    train_data: Any,
+    *,
+    head_epochs: int,
+    full_epochs: int,
+    learning_rate: float = 1e-3,
+    full_learning_rate_factor: float = 0.1,
+    top_n_blocks: int | None = None,
+    validation_data: Any = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
+    metrics: Sequence[Any] = ("accuracy",),
+    verbose: int | str = "auto",
+) -> list[keras.callbacks.History]:
+    """fine_tune="full" end to end: train the head, unfreeze, train on at a lower rate.
+
+    Both phases use Adam and sparse categorical cross-entropy (integer labels).
+
+    Args:
+        model: a model from `zoo.create(<backbone>, fine_tune="full")` (or "head").
+        train_data: what `model.fit` takes as `x` (a tf.data.Dataset of (images, labels)).
+        head_epochs: epochs of the first phase (frozen backbone).
+        full_epochs: epochs of the second phase (unfrozen backbone).
+        learning_rate: the first phase's learning rate.
+        full_learning_rate_factor: the second phase's rate is `learning_rate` times this.
+        top_n_blocks: unfreeze only the last N blocks; None: all.
+        validation_data, callbacks, verbose: passed to `model.fit`.
+        metrics: compiled metrics.
+
+    Returns:
+        The two `History` objects, head phase first.
+    """
+    if not 0.0 < full_learning_rate_factor <= 1.0:
+        raise ValueError(
+            f"full_learning_rate_factor must be in (0, 1], got {full_learning_rate_factor!r}."
+        )
+    histories = []
+    for phase, (epochs, rate) in enumerate(
+        ((head_epochs, learning_rate), (full_epochs, learning_rate * full_learning_rate_factor))
+    ):
+        if phase == 1:
+            unfreeze_backbone(model, top_n_blocks)
+        model.compile(
+            optimizer=keras.optimizers.Adam(rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=list(metrics),
+        )
+        histories.append(
+            model.fit(
+                train_data,
+                epochs=epochs,
+                validation_data=validation_data,
+                callbacks=list(callbacks or []),
+                verbose=verbose,
+            )
+        )
+    return histories
+
+
+# --------------------------------------------------------------------------------------------
+# Predict mode: labelling images with ImageNet classes
+
+
+def load_class_index(path: str | os.PathLike) -> dict[int, tuple[str, str]]:
+    """Read an ImageNet class index JSON (`{"0": ["n01440764", "tench"], ...}`).
+
+    Keras' `decode_predictions` downloads this file; offline, hand its path to
+    `predict_labels(class_index=...)` instead.
+    """
+    with open(path, encoding="utf-8") as handle:
+        raw = json.load(handle)
+    index = {int(key): (str(value[0]), str(value[1])) for key, value in raw.items()}
+    if sorted(index) != list(range(IMAGENET_CLASSES)):
+        raise ValueError(
+            f"{path} is not an ImageNet class index: expected keys 0..{IMAGENET_CLASSES - 1}, "
+            f"got {len(index)} keys."
+        )
+    return index
+
+
+def decode_top_k(
+    probabilities: np.ndarray, top_k: int, class_index: Mapping[int, tuple[str, str]]
+) -> list[list[tuple[str, str, float]]]:
+    """`decode_predictions` with a given class index: per row, the top-k (wnid, name, p)."""
+    results = []
+    for row in np.asarray(probabilities):
+        best = np.argsort(row)[::-1][:top_k]
+        results.append([(*class_index[int(i)], float(row[i])) for i in best])
+    return results
+
+
+def _image_arrays(images: Any, channels: int) -> list[np.ndarray]:
+    """Images as a list of (1, H, W, C) float arrays: from an array batch, one image, or paths."""
+    if isinstance(images, np.ndarray):
+        batch = images[None] if images.ndim == 3 else images
+        if batch.ndim != 4:
+            raise ValueError(
+                f"Expected images of shape (N, H, W, C) or (H, W, C), got {images.shape}."
+            )
+        return [batch[i : i + 1].astype("float32") for i in range(len(batch))]
+    color_mode = "grayscale" if channels == 1 else "rgb"
+    arrays = []
+    for image in images:
+        if isinstance(image, str | os.PathLike):
+            image = keras.utils.img_to_array(keras.utils.load_img(image, color_mode=color_mode))
+        arrays.append(np.asarray(image, dtype="float32")[None])
+    return arrays
+
+
+def predict_labels(
+    model_or_name: keras.Model | str,
+    images: Any,
+    top_k: int = 5,
+    class_index: str | os.PathLike | Mapping[int, tuple[str, str]] | None = None,
+    **create_options: Any,
+) -> list[list[tuple[str, str, float]]]:
+    """Label images with ImageNet classes: the "predict" fine-tuning mode.
+
+    Args:
+        model_or_name: a model from `zoo.create(<backbone>, fine_tune="predict")`, or a backbone
+            name to create one (with `create_options`, e.g. `alpha=0.25`, `weights=...`).
+        images: raw images, values 0..255: an array (N, H, W, C) or (H, W, C), or a sequence of
+            arrays or image file paths (of any sizes).
+        top_k: how many labels per image.
+        class_index: the ImageNet class index (a JSON path or a loaded mapping); None uses the
+            backbone's own `decode_predictions`, which downloads Keras' copy once.
+        **create_options: options for `zoo.create` when a name is given.
+
+    Returns:
+        Per image, the top-k `(wordnet id, class name, probability)` tuples, most likely first
+        (the format of `keras.applications.<module>.decode_predictions`).
+    """
+    if isinstance(model_or_name, str):
+        model = create(model_or_name, fine_tune="predict", **create_options)
+    elif create_options:
+        raise TypeError(f"create options {sorted(create_options)} need a model name, not a model.")
+    else:
+        model = model_or_name
+    if model.output_shape[-1] != IMAGENET_CLASSES:
+        raise ValueError(
+            f"Model {model.name!r} has {model.output_shape[-1]} outputs; predict_labels needs the "
+            "ImageNet classifier (create it with fine_tune='predict')."
+        )
+    if not 1 <= top_k <= IMAGENET_CLASSES:
+        raise ValueError(f"top_k must be in 1..{IMAGENET_CLASSES}, got {top_k!r}.")
+    arrays = _image_arrays(images, channels=model.input_shape[-1])
+    probabilities = np.concatenate(
+        [keras.ops.convert_to_numpy(model(array, training=False)) for array in arrays]
+    )
+    if class_index is None:
+        decode = _preprocessing_layer(model).spec.applications_module.decode_predictions
+        return [
+            [(wnid, label, float(p)) for wnid, label, p in row]
+            for row in decode(probabilities, top=top_k)
+        ]
+    if not isinstance(class_index, Mapping):
+        class_index = load_class_index(class_index)
+    return decode_top_k(probabilities, top_k, class_index)
