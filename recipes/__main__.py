@@ -1,0 +1,35 @@
+"""`python -m recipes`: lists the runnable recipes, one line each."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import recipes
+
+
+def list_recipes() -> dict[str, str]:
+    """Recipe module names and the first line of their docstrings.
+
+    A recipe is a module of the `recipes` package that defines `DEFAULTS` (its configuration).
+    """
+    found = {}
+    for module_info in pkgutil.iter_modules(recipes.__path__):
+        if module_info.ispkg or module_info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"recipes.{module_info.name}")
+        if isinstance(getattr(module, "DEFAULTS", None), dict):
+            found[module_info.name] = (module.__doc__ or "").strip().splitlines()[0]
+    return dict(sorted(found.items()))
+
+
+def main() -> None:
+    recipes_found = list_recipes()
+    width = max(map(len, recipes_found))
+    print("Recipes (run `python -m recipes.<name> --help` for the flags):")
+    for name, summary in recipes_found.items():
+        print(f"  {name:<{width}}  {summary}")
+
+
+if __name__ == "__main__":
+    main()

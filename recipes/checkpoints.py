@@ -1,0 +1,116 @@
+"""Per-epoch run state on disk, so that a run killed at any moment can be resumed.
+
+At the end of every epoch `RunCheckpoint` writes, each file atomically and in this order:
+
+1. `checkpoints/last.keras`: the model with its optimizer state;
+2. `checkpoints/best.keras`: the same, when the monitored validation metric improved;
+3. `history.csv`: one row per finished epoch;
+4. `checkpoints/state.json`: the number of finished epochs and the best metric so far.
+
+`state.json` is written last and is the source of truth: a run killed between steps 1 and 4 resumes
+from the previous state and redoes that epoch, and rows of `history.csv` past the state are dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+import keras
+
+from recipes.divergence import DivergenceGuard
+from recipes.files import atomic_save_model, atomic_write_text
+
+STATE_FILE = "checkpoints/state.json"
+LAST_MODEL = "checkpoints/last.keras"
+BEST_MODEL = "checkpoints/best.keras"
+HISTORY_FILE = "history.csv"
+
+
+def read_state(run_dir: str | Path) -> dict | None:
+    """The saved run state (`{"epochs_done", "best", "monitor"}`), or None if no epoch finished."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def read_history(run_dir: str | Path, epochs: int | None = None) -> list[dict[str, float]]:
+    """Rows of `history.csv` (epoch numbers from 1), keeping only the first `epochs` if given."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(f)]
+    return rows if epochs is None else rows[:epochs]
+
+
+def history_columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Per-metric lists, like `keras.callbacks.History.history`, from history rows."""
+    keys = [key for key in (rows[0] if rows else {}) if key != "epoch"]
+    return {key: [row[key] for row in rows] for key in keys}
+
+
+def _csv_text(rows: list[dict[str, float]]) -> str:
+    buffer = io.StringIO()
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Writes the run state of every finished epoch (see the module docstring).
+
+    Args:
+        run_dir: the run's output directory.
+        monitor: metric deciding the best checkpoint, e.g. "val_accuracy" or "val_loss".
+        mode: "max" or "min": whether a larger or smaller `monitor` is better.
+        history: rows of the epochs already done (when resuming), continued by this run.
+        best: the best `monitor` value so far (when resuming).
+        divergence_guard: when given and it has seen the run diverge, the epoch is not saved.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        monitor: str = "val_accuracy",
+        mode: str = "max",
+        history: list[dict[str, float]] | None = None,
+        best: float | None = None,
+        divergence_guard: DivergenceGuard | None = None,
+    ):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.mode = mode
+        self.rows = list(history or [])
+        self.best = best
+        self.divergence_guard = divergence_guard
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        diverged = self.divergence_guard is not None and self.divergence_guard.diverged
+        if diverged or not all(math.isfinite(float(v)) for v in logs.values()):
+            # A diverged epoch is not a state worth resuming from; the last good one stays.
+            return
+        atomic_save_model(self.model, self.run_dir / LAST_MODEL)
+        value = logs.get(self.monitor)
+        if value is not None and self._improved(float(value)):
+            self.best = float(value)
+            atomic_save_model(self.model, self.run_dir / BEST_MODEL)
+        self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
+        atomic_write_text(self.run_dir / HISTORY_FILE, _csv_text(self.rows))
+        state = {"epochs_done": epoch + 1, "best": self.best, "monitor": self.monitor}
+        atomic_write_text(self.run_dir / STATE_FILE, json.dumps(state, indent=2))

@@ -1,0 +1,57 @@
+"""Stopping a run whose loss has become NaN or exploded, with advice instead of a wall of NaNs."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN/inf or exploded; the message says what to try."""
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training as soon as the loss is NaN/inf or grows far above its starting value.
+
+    The course's symptom of a learning rate that is too high is a loss that explodes (often to NaN
+    within a few steps). Training stops on the offending batch, before the epoch's checkpoint is
+    written, so the last good checkpoint survives; `diverged` then holds the reason.
+
+    Args:
+        explode_factor: the loss counts as exploded when it exceeds this multiple of the first
+            batch's loss (the course's "cost 3x the original is a sign to stop early" rule, made
+            lenient because single batches are noisy).
+        learning_rate: the run's base learning rate, quoted in the advice.
+    """
+
+    def __init__(self, explode_factor: float = 10.0, learning_rate: float | None = None):
+        super().__init__()
+        if explode_factor <= 1.0:
+            raise ValueError(f"explode_factor must be > 1, got {explode_factor}")
+        self.explode_factor = explode_factor
+        self.learning_rate = learning_rate
+        self.first_loss: float | None = None
+        self.diverged: str | None = None
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = float((logs or {}).get("loss", 0.0))
+        if self.first_loss is None and math.isfinite(loss):
+            self.first_loss = loss
+        if not math.isfinite(loss):
+            reason = f"the training loss became {loss} at batch {batch}"
+        elif self.first_loss and loss > self.explode_factor * max(self.first_loss, 1e-8):
+            reason = (
+                f"the training loss exploded to {loss:.4g} at batch {batch} "
+                f"({loss / self.first_loss:.1f}x its starting value {self.first_loss:.4g})"
+            )
+        else:
+            return
+        lr = f" (now {self.learning_rate:g})" if self.learning_rate is not None else ""
+        self.diverged = (
+            f"Training stopped: {reason}. The learning rate is probably too high{lr}: try a "
+            "lower --lr (e.g. 3-10x lower) or gradient clipping (--clipnorm). The last good "
+            "checkpoint was kept."
+        )
+        print(f"\n{self.diverged}")
+        self.model.stop_training = True
