@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from recipes.augment import build_augmentation
 from recipes.idx import load_idx_split
 from recipes.image_folder import scan_image_folder
 
@@ -417,7 +418,7 @@ def load_dataset(
     preprocessing: str = "scale",
     one_hot: bool = False,
     balance_classes: bool = False,
-    augment: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None,
+    augment: str | Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None,
     shuffle: bool = True,
 ) -> tuple[tf.data.Dataset | dict[str, tf.data.Dataset], DatasetInfo]:
     """Returns batched `tf.data` pipelines of (image, label) and the dataset's info.
@@ -439,8 +440,11 @@ def load_dataset(
         one_hot: yield one-hot float labels instead of integer class ids.
         balance_classes: training only: draw every class equally often ("label shuffle"); an epoch
             still has as many examples as the training split.
-        augment: training only: a callable mapping a batch (images in [0, 1], labels) to an
-            augmented batch; applied after scaling and one-hot encoding, before normalization.
+        augment: training only: an augmentation spec for `recipes.augment.build_augmentation`
+            (e.g. "flip_h,crop:4" or "standard"), or a callable mapping a batch (images in
+            [0, 1], labels) to an augmented batch; applied after scaling and one-hot encoding,
+            before normalization. A spec that mixes labels (mixup, cutmix) makes every split's
+            labels one-hot, so that metrics see the same label format everywhere.
         shuffle: shuffle the training split (reshuffled every epoch).
 
     Returns:
@@ -474,6 +478,17 @@ def load_dataset(
         else {}
     )
     normalize = _normalizer(preprocessing, statistics)
+    if augment in ("", "none"):
+        augment = None
+    elif isinstance(augment, str):
+        augment = build_augmentation(
+            augment,
+            raw.image_shape,
+            seed=seed,
+            num_classes=num_classes,
+            adapt_data=cached["train"].map(lambda image, label: tf.cast(image, tf.float32) / 255.0),
+        )
+        one_hot = one_hot or augment.changes_labels
     scale = 1.0 if preprocessing == "none" else 1.0 / 255.0
 
     def to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
