@@ -62,7 +62,7 @@ def test_unknown_argument_lists_accepted_ones():
 
 
 def test_bad_knob_value_names_accepted_values():
-    with pytest.raises(ValueError, match="swish.*sigmoid, tanh, relu"):
+    with pytest.raises(ValueError, match=r"swish.*sigmoid, tanh, relu"):
         zoo.create("mlp", activation="swish")
 
 
