@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
+import layers
 from recipes import augment_ops
 from recipes.augment_ops import Op
 
@@ -174,6 +175,22 @@ def _build_erase(context: BuildContext, prob: float, max_area: float) -> Op:
 
 _MIN_ERASE_AREA = 0.02
 
+
+def _build_pca_jitter(context: BuildContext, sigma: float) -> Op:
+    data = context.adapt_data
+    if data is None:
+        raise ValueError(
+            "Augmentation 'pca_jitter' fits the principal colour components of the training "
+            "images: pass adapt_data= (an array of images, or a dataset of image batches or of "
+            "(images, labels) batches)."
+        )
+    if isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, tuple):
+        data = data.map(lambda images, *rest: images)
+    layer = layers.PCAColorJitter(sigma)
+    layer.adapt(data)
+    return augment_ops.PCAJitter(layer)
+
+
 OPS: dict[str, OpDef] = {
     op.name: op
     for op in [
@@ -273,6 +290,13 @@ OPS: dict[str, OpDef] = {
             "brightness, contrast and saturation jitter, all of the given strength",
             (_fraction("strength", 0.2),),
             lambda context, strength: augment_ops.ComposedOp(_colour_jitter_parts(strength)),
+            colour=True,
+        ),
+        OpDef(
+            "pca_jitter",
+            "AlexNet PCA colour jitter, coefficients ~ N(0, sigma); needs adapt_data",
+            (_fraction("sigma", 0.1),),
+            _build_pca_jitter,
             colour=True,
         ),
         OpDef(
