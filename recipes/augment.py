@@ -309,7 +309,8 @@ OPS: dict[str, OpDef] = {
             "blur",
             "Gaussian blur with sigma up to `sigma`, applied with probability `prob`",
             (
-                Param("sigma", float, 1.0, low=0.0, high=10.0, low_open=True),
+                # Keras' RandomGaussianBlur accepts sigma only up to 1.
+                Param("sigma", float, 1.0, low=0.0, high=1.0, low_open=True),
                 _fraction("prob", 0.5),
             ),
             _build_blur,
@@ -365,11 +366,7 @@ class OpConfig:
     preset: str | None = None
 
     def to_spec(self) -> str:
-        values = [
-            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
-            for key, value in self.params.items()
-            if value is not None
-        ]
+        values = [f"{key}={value}" for key, value in self.params.items() if value is not None]
         return ":".join([self.name, *values])
 
 
