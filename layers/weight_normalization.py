@@ -16,6 +16,13 @@ _SUPPORTED = (keras.layers.Dense, *_CONVOLUTIONS, *_TRANSPOSED)
 _INIT_EPSILON = 1e-6
 
 
+def _along(vector, rank: int, axis: int):
+    """Reshapes a vector so it broadcasts along `axis` of a tensor of `rank` axes."""
+    shape = [1] * rank
+    shape[axis] = -1
+    return ops.reshape(vector, shape)
+
+
 @keras.saving.register_keras_serializable(package="layers")
 class WeightNormalization(keras.layers.Wrapper):
     """Reparameterizes a layer's kernel as `w = g * v / ||v||` per output unit.
@@ -78,12 +85,6 @@ class WeightNormalization(keras.layers.Wrapper):
             return rank - 1
         return 1 if self.layer.data_format == "channels_first" else rank - 1
 
-    def _unit_shaped(self, vector, rank: int):
-        """Reshapes a per-unit vector to broadcast against a kernel of `rank` axes."""
-        shape = [1] * rank
-        shape[self._unit_axis] = -1
-        return ops.reshape(vector, shape)
-
     def _direction(self):
         kernel = self.layer.kernel
         norm_sq = ops.sum(ops.square(kernel), axis=self._norm_axes, keepdims=True)
@@ -105,13 +106,6 @@ class WeightNormalization(keras.layers.Wrapper):
             )
         return layer.convolution_op(inputs, kernel)
 
-    def _per_unit(self, outputs, vector):
-        """Broadcast shape of a per-unit vector against the layer's outputs."""
-        rank = len(outputs.shape)
-        shape = [1] * rank
-        shape[self._channel_axis(rank)] = -1
-        return ops.reshape(vector, shape)
-
     def _initialize_from_data(self, inputs):
         pre_activations = self._linear(inputs, self._direction())
         rank = len(pre_activations.shape)
@@ -132,10 +126,12 @@ class WeightNormalization(keras.layers.Wrapper):
                 lambda: self._initialize_from_data(inputs),
                 lambda: ops.zeros((), "float32"),
             )
-        kernel = self._direction() * self._unit_shaped(self.g, len(self.layer.kernel.shape))
+        rank = len(self.layer.kernel.shape)
+        kernel = self._direction() * _along(self.g, rank, self._unit_axis)
         outputs = self._linear(inputs, kernel)
         if self.layer.use_bias:
-            outputs = outputs + self._per_unit(outputs, self.layer.bias)
+            rank = len(outputs.shape)
+            outputs = outputs + _along(self.layer.bias, rank, self._channel_axis(rank))
         if self.layer.activation is not None:
             outputs = self.layer.activation(outputs)
         return outputs
