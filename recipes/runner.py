@@ -43,7 +43,9 @@ from recipes.divergence import DivergenceGuard, TrainingDiverged
 from recipes.files import atomic_save_model, atomic_write_text
 from recipes.image_folder import list_images
 from recipes.losses import get_loss, loss_label_format
+from recipes.optimizers import get_optimizer
 from recipes.plots import plot_curves
+from recipes.schedules import get_schedule, get_schedule_callbacks
 from zoo.knobs import KNOB_DEFAULTS
 
 CONFIG_FILE = "config.json"
@@ -132,9 +134,6 @@ def compile_model(
         steps_per_epoch: batches per epoch, for schedules given in epochs.
         lr_scale: multiplies the learning rate (the lower rate of fine-tuning's second phase).
     """
-    from recipes.optimizers import get_optimizer
-    from recipes.schedules import get_schedule
-
     learning_rate = get_schedule(
         config["lr_schedule"],
         config["lr"] * lr_scale,
@@ -257,6 +256,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         guard,
         checkpoint,
         keras.callbacks.TensorBoard(run_dir / "tensorboard", update_freq="epoch"),
+        *get_schedule_callbacks(config["lr_schedule"], **config["schedule_options"]),
     ]
     epochs_at_start = epochs_done
     start = time.perf_counter()
@@ -274,6 +274,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
             initial_epoch=epochs_done,
             callbacks=callbacks,
             verbose=config["verbose"],
+            shuffle=False,  # tf.data already shuffles the training split every epoch
         )
         epochs_done = len(checkpoint.rows)
         if guard.diverged:
