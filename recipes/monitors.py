@@ -328,13 +328,17 @@ class _ProbeMonitor(LayerMonitor):
     def on_train_batch_end(self, batch, logs=None):
         self._completed_steps += 1
         if self.every_n_batches and self._completed_steps % self.every_n_batches == 0:
-            self._measure_and_report()
+            self.measure_and_report()
 
     def on_epoch_end(self, epoch, logs=None):
         if self.every_n_batches is None:
-            self._measure_and_report()
+            self.measure_and_report()
 
-    def _measure_and_report(self) -> None:
+    def measure_and_report(self) -> None:
+        """Measures now, records the result and warns; `fit` calls it on the schedule.
+
+        Callable directly on a model that is not training, e.g. to compare initializations.
+        """
         if self.watched_layers():
             self._report(self.measure())
 
