@@ -54,6 +54,9 @@ BASE_DEFAULTS: dict[str, Any] = {
     "resume": False,
     "dry_run": False,
     "verbose": 1,
+    "sanity": False,
+    "monitors": False,
+    "monitor_every": None,
     # Model knobs: None leaves the model's own default (see `zoo.knobs.KNOB_DEFAULTS`).
     **dict.fromkeys(KNOB_DEFAULTS),
 }
@@ -119,6 +122,9 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int)
     run.add_argument("--batch-size", type=int)
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress output")
+    run.add_argument("--sanity", action="store_true", help="sanity checks before training")
+    run.add_argument("--monitors", action="store_true", help="dead ReLU/update ratio/... monitors")
+    run.add_argument("--monitor-every", type=int, help="monitor every N batches (default: epoch)")
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", help="sample | TFDS name | folder of class sub-folders")

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from recipes.augment import build_augmentation
+from recipes.augment import Augmentation, build_augmentation
+from recipes.balance import balanced_resample
 from recipes.idx import load_idx_split
 from recipes.image_folder import scan_image_folder
 
@@ -396,14 +397,6 @@ def _normalizer(mode: str, statistics: dict) -> Callable[[tf.Tensor], tf.Tensor]
     return lambda x: x
 
 
-def _class_balanced(ds: tf.data.Dataset, num_classes: int, seed: int) -> tf.data.Dataset:
-    """ "Label shuffle": draws every class equally often, whatever the class frequencies are."""
-    per_class = [
-        ds.filter(lambda image, label, c=c: tf.equal(label, c)).repeat() for c in range(num_classes)
-    ]
-    return tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
-
-
 def load_dataset(
     name: str,
     split: str | Sequence[str] = SPLITS,
@@ -501,12 +494,14 @@ def load_dataset(
     for s in requested:
         ds = cached[s]
         training = s == "train"
-        if training and balance_classes:
-            ds = _class_balanced(ds, num_classes, seed).take(raw.sizes[s])
-        elif training and shuffle:
+        if training and shuffle:
             ds = ds.shuffle(min(raw.sizes[s], 20_000), seed=seed, reshuffle_each_iteration=True)
+        if training and balance_classes:
+            ds = balanced_resample(ds, num_classes, seed=seed, epoch_size=raw.sizes[s])
         ds = ds.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-        if training and augment is not None:
+        if training and isinstance(augment, Augmentation):
+            ds = augment.apply_to(ds)  # fresh, seeded randomness every epoch
+        elif training and augment is not None:
             ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         if preprocessing in ("mean_image", "per_channel"):
             ds = ds.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)

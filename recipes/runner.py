@@ -13,6 +13,9 @@ line program. A run writes into its run directory:
     model.keras                  the final model
     metrics.json                 test metrics, epochs, wall time, images/s
     loss.png, accuracy.png       learning curves, train vs validation
+    diagnosis.txt, .json         what the curves say is wrong (too high/low lr, overfitting...)
+    monitors/                    with --monitors: dead ReLUs, update ratios, activations, gradients
+    sanity/                      with --sanity: the checks before training and the lr range test
 
 Every file is written atomically (temporary file + rename), so a run killed at any moment, even
 with SIGKILL, leaves complete files behind and `--resume` continues from the last finished epoch.
@@ -39,12 +42,15 @@ from recipes.checkpoints import (
 )
 from recipes.config import resolve_config
 from recipes.data import load_dataset
+from recipes.diagnosis import diagnose, format_findings, write_diagnosis
 from recipes.divergence import DivergenceGuard, TrainingDiverged
 from recipes.files import atomic_save_model, atomic_write_text
 from recipes.image_folder import list_images
 from recipes.losses import get_loss, loss_label_format
+from recipes.monitors import build_monitors, take_monitoring_batch
 from recipes.optimizers import get_optimizer
 from recipes.plots import plot_curves
+from recipes.sanity import run_sanity_checks
 from recipes.schedules import get_schedule, get_schedule_callbacks
 from zoo.knobs import KNOB_DEFAULTS
 
@@ -171,6 +177,29 @@ def _write_curves(run_dir: Path, history: dict[str, list[float]]) -> None:
             plot_curves(history, metric, run_dir / f"{metric}.png")
 
 
+def _sanity_checks(config: dict[str, Any], train: Any, info: Any, run_dir: Path) -> None:
+    """--sanity: the course's checks before training (initial loss, regularization, overfitting
+    20 examples, learning-rate range test), written to sanity/ in the run directory."""
+    base_l2 = config["l2"] or 1e-3
+
+    def model_with_regularization(scale: float) -> keras.Model:
+        scaled = {**config, "l2": base_l2 * scale, "l1": (config["l1"] or 0.0) * scale}
+        if not scale:
+            scaled.update(dropout=0.0, input_dropout=0.0)
+        return build_model(scaled, info.image_shape, info.num_classes)
+
+    report = run_sanity_checks(
+        model_with_regularization,
+        train,
+        info.num_classes,
+        loss_name=config["loss"],
+        loss=get_loss(config["loss"]),
+        output_dir=run_dir / "sanity",
+    )
+    atomic_write_text(run_dir / "sanity" / "sanity.txt", report.render())
+    print(report.render())
+
+
 def _label_images(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """fine_tune="predict": labels every photo of the --dataset folder with ImageNet classes."""
     paths = list_images(config["dataset"])
@@ -242,6 +271,8 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     atomic_write_text(run_dir / CONFIG_FILE, _json(config))
     atomic_write_text(run_dir / DATASET_FILE, _json(info.to_dict()))
 
+    if config["sanity"]:
+        _sanity_checks(config, datasets["train"], info, run_dir)
     epochs_done = state["epochs_done"] if state else 0
     guard = DivergenceGuard(learning_rate=config["lr"])
     checkpoint = RunCheckpoint(
@@ -258,6 +289,11 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         keras.callbacks.TensorBoard(run_dir / "tensorboard", update_freq="epoch"),
         *get_schedule_callbacks(config["lr_schedule"], **config["schedule_options"]),
     ]
+    if config["monitors"]:
+        monitoring_batch = take_monitoring_batch(datasets["validation"], config["batch_size"])
+        callbacks += build_monitors(
+            monitoring_batch, run_dir / "monitors", every_n_batches=config["monitor_every"]
+        )
     epochs_at_start = epochs_done
     start = time.perf_counter()
     for first_epoch, end_epoch, lr_scale in _training_phases(config):
@@ -282,6 +318,9 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
     history = history_columns(checkpoint.rows)
     _write_curves(run_dir, history)
+    findings = diagnose(history)
+    write_diagnosis(run_dir, findings)
+    print(format_findings(findings))
     if guard.diverged:
         raise TrainingDiverged(guard.diverged)
 

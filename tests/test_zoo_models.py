@@ -25,7 +25,9 @@ def check_builds_and_round_trips(name, tmp_path):
     path = tmp_path / f"{name}.keras"
     model.save(path)
     restored = keras.models.load_model(path)
-    np.testing.assert_allclose(restored.predict(images, verbose=0), model.predict(images, verbose=0))
+    np.testing.assert_allclose(
+        restored.predict(images, verbose=0), model.predict(images, verbose=0)
+    )
     assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
 
 
