@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from zoo_data import fashion_mnist_subset
+from tests.zoo_data import fashion_mnist_subset
 
 import zoo
 
