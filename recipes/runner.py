@@ -46,7 +46,7 @@ from recipes.diagnosis import diagnose, format_findings, write_diagnosis
 from recipes.divergence import DivergenceGuard, TrainingDiverged
 from recipes.files import atomic_save_model, atomic_write_text
 from recipes.image_folder import list_images
-from recipes.losses import get_loss, loss_label_format
+from recipes.losses import get_loss, loss_label_format, loss_output_activation
 from recipes.monitors import build_monitors, take_monitoring_batch
 from recipes.optimizers import get_optimizer
 from recipes.plots import plot_curves
@@ -120,12 +120,16 @@ def check_config(config: dict[str, Any]) -> None:
 
 
 def build_model(config: dict[str, Any], image_shape, num_classes: int) -> keras.Model:
-    """The zoo model a config asks for, built for the dataset's image shape and classes."""
+    """The zoo model a config asks for, built for the dataset's image shape and classes.
+
+    A small model's output activation follows the loss (softmax for cross-entropy, raw scores for
+    the SVM hinge losses) unless the config sets `output_activation` itself.
+    """
+    options = _model_options(config)
+    if config["fine_tune"] is None:
+        options.setdefault("output_activation", loss_output_activation(config["loss"]))
     return zoo.create(
-        config["model"],
-        input_shape=tuple(image_shape),
-        num_classes=num_classes,
-        **_model_options(config),
+        config["model"], input_shape=tuple(image_shape), num_classes=num_classes, **options
     )
 
 

@@ -256,3 +256,22 @@ def test_config_file_defaults(tmp_path):
     )
     assert metrics["epochs"] == 1
     assert metrics["config"]["activation"] == "tanh" and metrics["config"]["batch_size"] == 512
+
+
+def test_margin_loss_gets_a_linear_output_layer(tmp_path):
+    metrics = run_recipe(
+        "mlp_fashion_mnist",
+        "--dataset",
+        "sample",
+        "--epochs",
+        "2",
+        "--loss",
+        "svm_hinge",
+        "--out-dir",
+        str(tmp_path),
+        "--verbose",
+        "0",
+    )
+    model = keras.models.load_model(tmp_path / "model.keras")
+    assert model.layers[-1].get_config()["activation"] == "linear"
+    assert metrics["test_accuracy"] > 0.5

@@ -3,9 +3,9 @@
 import keras
 import numpy as np
 import pytest
-from tests.zoo_data import fashion_mnist_subset
 
 import zoo
+from tests.zoo_data import fashion_mnist_subset
 
 BACKBONE_TEST_OPTIONS = {"weights": None, "fine_tune": "head", "image_size": 32}
 SMALL = [name for name in zoo.list_models() if name not in zoo.BACKBONES]
