@@ -322,9 +322,10 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     train_seconds = time.perf_counter() - start
     history = history_columns(checkpoint.rows)
     _write_curves(run_dir, history)
-    findings = diagnose(history)
-    write_diagnosis(run_dir, findings)
-    print(format_findings(findings))
+    if checkpoint.rows:
+        findings = diagnose(history)
+        write_diagnosis(run_dir, findings)
+        print(format_findings(findings))
     if guard.diverged:
         raise TrainingDiverged(guard.diverged)
 
