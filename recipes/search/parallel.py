@@ -6,8 +6,10 @@ The roles come from environment variables: `KERASTUNER_TUNER_ID` ("chief" or a w
 `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT`. `run_stage_parallel` starts the chief and N
 workers on 127.0.0.1, each one `python -m recipes.search.stage SEARCH_DIR STAGE`, and waits.
 
-The chief saves the oracle's state after every trial, so a crashed worker costs only its trial:
-the chief is stopped once all workers have exited, and resuming the search runs that trial again.
+The chief saves the oracle's state whenever a trial starts or ends, and it only ever acts on a
+worker's request; so once every worker has exited it has nothing left to do and is stopped (its
+own exit check polls every 20 s). A crashed worker costs only its trial: resuming the search runs
+that trial again.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 LOCALHOST = "127.0.0.1"
-# The chief checks for its exit every 20 s (KerasTuner's loop) once every worker is done.
-CHIEF_EXIT_TIMEOUT_S = 45.0
 POLL_S = 1.0
 
 
@@ -80,11 +80,6 @@ def run_stage_parallel(search_dir: str | Path, stage: int, workers: int) -> None
                 )
             time.sleep(POLL_S)
         exit_codes = [process.returncode for process in processes[1:]]
-        try:
-            chief.wait(timeout=CHIEF_EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            # A worker that died mid-trial leaves the chief waiting for that trial forever.
-            _stop(chief)
     finally:
         for process in processes:
             _stop(process)
