@@ -285,6 +285,7 @@ def test_cli_resolves_recipe_flags_and_search_flags(tmp_path):
         (["--recipe", "nope", "--param", "lr=log:1e-4:1e-1"], "unknown recipe 'nope'"),
         (["--recipe", RECIPE, "--param", "lr=log:1:0.1"], "low < high"),
         (["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--out-dir", "x"], "--out-dir is set"),
+        (["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--resume=1"], "--resume is set"),
         (["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--trials", "0"], "trials must be"),
         (["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--no-such"], "unrecognized"),
     ],
@@ -334,16 +335,27 @@ def test_trials_table_and_scatter_files(tmp_path):
     assert [row["status"] for row in rows] == ["completed", "failed"]
     assert rows[0]["val_accuracy"] == "0.5" and rows[1]["val_accuracy"] == ""
     assert float(rows[0]["lr"]) == 1e-3 and rows[1]["message"] == "diverged: loss became nan"
-    for chosen in (specs, specs[:1], specs[2:]):  # two numeric, one numeric, only a choice
-        path = plot_scatter(records, chosen, tmp_path / f"scatter{len(chosen)}.png")
+    # Two numeric options, one, only a choice; and nothing completed yet.
+    for index, (chosen, shown) in enumerate(
+        [(specs, records), (specs[:1], records), (specs[2:], records), (specs, records[1:])]
+    ):
+        path = plot_scatter(shown, chosen, tmp_path / f"scatter{index}.png")
         assert path.read_bytes().startswith(b"\x89PNG")
 
 
 # ---- real tiny searches ----
 
 
+def finished_runs(search_dir: Path) -> dict[str, int]:
+    """Trial run directories with a finished run, and when their metrics were written."""
+    return {
+        path.parent.name: path.stat().st_mtime_ns
+        for path in (search_dir / "trials").glob("*/metrics.json")
+    }
+
+
 @pytest.mark.slow
-def test_two_stage_search_end_to_end(tmp_path, capsys):
+def test_two_stage_search_end_to_end_and_resume(tmp_path, capsys):
     search_dir = tmp_path / "search"
     best = main(search_argv(search_dir, "--trials", "3", "--stage2-trials", "2"))
     rows = read_rows(search_dir)
@@ -380,26 +392,13 @@ def test_two_stage_search_end_to_end(tmp_path, capsys):
     )
     assert '"model": "mlp"' in capsys.readouterr().out
 
-
-def finished_runs(search_dir: Path) -> dict[str, int]:
-    """Trial run directories with a finished run, and when their metrics were written."""
-    return {
-        path.parent.name: path.stat().st_mtime_ns
-        for path in (search_dir / "trials").glob("*/metrics.json")
-    }
-
-
-@pytest.mark.slow
-def test_rerun_with_more_trials_runs_only_the_new_ones(tmp_path):
-    search_dir = tmp_path / "search"
-    main(search_argv(search_dir, "--trials", "2", "--stage2-trials", "0"))
+    # Rerunning with one more stage-1 trial runs only that trial; stage 2 is done already.
     before = finished_runs(search_dir)
-    assert sorted(before) == ["stage1-0", "stage1-1"]
-    main(search_argv(search_dir, "--trials", "3", "--stage2-trials", "0"))
+    main(search_argv(search_dir, "--trials", "4", "--stage2-trials", "2"))
     after = finished_runs(search_dir)
-    assert sorted(after) == ["stage1-0", "stage1-1", "stage1-2"]
+    assert sorted(set(after) - set(before)) == ["stage1-3"]
     assert {name: after[name] for name in before} == before  # finished trials did not run again
-    assert [row["trial"] for row in read_rows(search_dir)] == ["stage1-0", "stage1-1", "stage1-2"]
+    assert len(read_rows(search_dir)) == 6
 
 
 def script_command(search_dir: Path, *extra: str) -> list[str]:

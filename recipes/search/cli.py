@@ -101,8 +101,9 @@ def parse_settings(argv: list[str] | None = None) -> SearchSettings:
     parser = build_parser()
     args, recipe_flags = parser.parse_known_args(argv)
     for flag in recipe_flags:
-        if flag.startswith("--") and flag[2:].replace("-", "_") in RESERVED_KEYS:
-            parser.error(f"{flag} is set by the search for each trial; leave it out")
+        option = flag.partition("=")[0]
+        if option.startswith("--") and option[2:].replace("-", "_") in RESERVED_KEYS:
+            parser.error(f"{option} is set by the search for each trial; leave it out")
     try:
         defaults = recipe_defaults(args.recipe)
         specs = parse_params(args.param)

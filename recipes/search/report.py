@@ -179,6 +179,7 @@ def plot_scatter(records: list[TrialRecord], specs: list[ParamSpec], path: str |
     records = [r for r in records if all(s.name in r.values for s in (x_spec, y_spec) if s)]
     best = best_trial(records)
     accuracies = [r.val_accuracy for r in records if r.val_accuracy is not None]
+    colour_range = (min(accuracies), max(accuracies)) if accuracies else (None, None)
     figure, axes = plt.subplots(figsize=(6.5, 5))
     colour_scale = None
     for stage, marker in zip(sorted({r.stage for r in records}), "o^sDv", strict=False):
@@ -197,8 +198,8 @@ def plot_scatter(records: list[TrialRecord], specs: list[ParamSpec], path: str |
             _positions(y_spec, done),
             c=[r.val_accuracy for r in done],
             cmap="viridis",
-            vmin=min(accuracies),
-            vmax=max(accuracies),
+            vmin=colour_range[0],
+            vmax=colour_range[1],
             marker=marker,
             edgecolors="black",
             linewidths=0.3,
