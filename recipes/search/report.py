@@ -96,7 +96,9 @@ def read_trials(search_dir: str | Path) -> list[TrialRecord]:
                     trial=name,
                     stage=plan.stage,
                     status=trial.status.lower(),
-                    val_accuracy=trial.metrics.get_best_value(OBJECTIVE) if completed else None,
+                    val_accuracy=float(trial.metrics.get_best_value(OBJECTIVE))
+                    if completed
+                    else None,
                     epochs=plan.epochs,
                     values=dict(trial.hyperparameters.values),
                     run_dir=search_dir / TRIALS_DIR / name,
