@@ -85,10 +85,21 @@ class WeightNormalization(keras.layers.Wrapper):
             return rank - 1
         return 1 if self.layer.data_format == "channels_first" else rank - 1
 
-    def _direction(self):
+    def _normalized_linear(self, inputs, gains):
+        """The layer's linear map with kernel `gains * v / ||v||` (per output unit).
+
+        Each output unit depends only on its own kernel slice, so the per-unit
+        factor can be applied to the kernel or to the outputs with the same
+        result. A Dense kernel is usually larger than a batch of its outputs,
+        so Dense scales the outputs; a conv kernel is much smaller than its
+        output maps, so convolutions scale the kernel.
+        """
         kernel = self.layer.kernel
-        norm_sq = ops.sum(ops.square(kernel), axis=self._norm_axes, keepdims=True)
-        return kernel * ops.rsqrt(norm_sq)
+        norm_sq = ops.sum(ops.square(kernel), axis=self._norm_axes)
+        scale = gains * ops.rsqrt(norm_sq)
+        if isinstance(self.layer, keras.layers.Dense):
+            return self._linear(inputs, kernel) * scale
+        return self._linear(inputs, kernel * _along(scale, len(kernel.shape), self._unit_axis))
 
     def _linear(self, inputs, kernel):
         layer = self.layer
@@ -107,7 +118,7 @@ class WeightNormalization(keras.layers.Wrapper):
         return layer.convolution_op(inputs, kernel)
 
     def _initialize_from_data(self, inputs):
-        pre_activations = self._linear(inputs, self._direction())
+        pre_activations = self._normalized_linear(inputs, ops.ones_like(self.g))
         rank = len(pre_activations.shape)
         channel_axis = self._channel_axis(rank)
         axes = [a for a in range(rank) if a != channel_axis]
@@ -126,9 +137,7 @@ class WeightNormalization(keras.layers.Wrapper):
                 lambda: self._initialize_from_data(inputs),
                 lambda: ops.zeros((), "float32"),
             )
-        rank = len(self.layer.kernel.shape)
-        kernel = self._direction() * _along(self.g, rank, self._unit_axis)
-        outputs = self._linear(inputs, kernel)
+        outputs = self._normalized_linear(inputs, self.g)
         if self.layer.use_bias:
             rank = len(outputs.shape)
             outputs = outputs + _along(self.layer.bias, rank, self._channel_axis(rank))
