@@ -155,7 +155,7 @@ def _cases(quick: bool):
         vectors,
     )
 
-    small = tensor(batch, 16, 16, 8)
+    small = tensor(batch, 24, 24, 8)
     local = _built(layers.LocallyConnected2D(16, 3), small)
     yield (
         "LocallyConnected2D",
