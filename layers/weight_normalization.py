@@ -23,6 +23,33 @@ def _along(vector, rank: int, axis: int):
     return ops.reshape(vector, shape)
 
 
+def _unit_scale(kernel, gains, unit_axis: int):
+    """`gains / ||kernel||` per output unit, with a hand-written gradient.
+
+    Autodiff through `sqrt(sum(square(v)))` materializes several kernel-sized
+    temporaries (the broadcast sum gradient, `2 * v`, their product); the
+    closed form `d scale_u / d v_u = -scale_u / ||v_u||^2 * v_u` needs one
+    kernel-sized multiply, which keeps the wrapper close to the plain layer's
+    speed in training.
+    """
+    rank = len(kernel.shape)
+    norm_axes = tuple(a for a in range(rank) if a != unit_axis % rank)
+
+    @ops.custom_gradient
+    def scale_and_gradient(kernel, gains):
+        inverse_norm = ops.rsqrt(ops.sum(ops.square(kernel), axis=norm_axes))
+        scale = gains * inverse_norm
+
+        def gradient(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            per_unit = -upstream * scale * ops.square(inverse_norm)
+            return kernel * _along(per_unit, rank, unit_axis), upstream * inverse_norm
+
+        return scale, gradient
+
+    return scale_and_gradient(kernel, gains)
+
+
 @keras.saving.register_keras_serializable(package="layers")
 class WeightNormalization(keras.layers.Wrapper):
     """Reparameterizes a layer's kernel as `w = g * v / ||v||` per output unit.
@@ -85,10 +112,21 @@ class WeightNormalization(keras.layers.Wrapper):
             return rank - 1
         return 1 if self.layer.data_format == "channels_first" else rank - 1
 
-    def _direction(self):
-        kernel = self.layer.kernel
-        norm_sq = ops.sum(ops.square(kernel), axis=self._norm_axes, keepdims=True)
-        return kernel * ops.rsqrt(norm_sq)
+    def _normalized_linear(self, inputs, gains):
+        """The layer's linear map with kernel `gains * v / ||v||` (per output unit).
+
+        Each output unit depends only on its own kernel slice, so the per-unit
+        factor can be applied to the kernel or to the outputs with the same
+        result. A Dense kernel is usually larger than a batch of its outputs,
+        so Dense scales the outputs; a conv kernel is much smaller than its
+        output maps, so convolutions scale the kernel.
+        """
+        # Read the variables into tensors: TF's custom_gradient must not see variables.
+        kernel = ops.copy(self.layer.kernel)
+        scale = _unit_scale(kernel, ops.copy(gains), self._unit_axis)
+        if isinstance(self.layer, keras.layers.Dense):
+            return self._linear(inputs, kernel) * scale
+        return self._linear(inputs, kernel * _along(scale, len(kernel.shape), self._unit_axis))
 
     def _linear(self, inputs, kernel):
         layer = self.layer
@@ -107,7 +145,7 @@ class WeightNormalization(keras.layers.Wrapper):
         return layer.convolution_op(inputs, kernel)
 
     def _initialize_from_data(self, inputs):
-        pre_activations = self._linear(inputs, self._direction())
+        pre_activations = self._normalized_linear(inputs, ops.ones_like(self.g))
         rank = len(pre_activations.shape)
         channel_axis = self._channel_axis(rank)
         axes = [a for a in range(rank) if a != channel_axis]
@@ -126,9 +164,7 @@ class WeightNormalization(keras.layers.Wrapper):
                 lambda: self._initialize_from_data(inputs),
                 lambda: ops.zeros((), "float32"),
             )
-        rank = len(self.layer.kernel.shape)
-        kernel = self._direction() * _along(self.g, rank, self._unit_axis)
-        outputs = self._linear(inputs, kernel)
+        outputs = self._normalized_linear(inputs, self.g)
         if self.layer.use_bias:
             rank = len(outputs.shape)
             outputs = outputs + _along(self.layer.bias, rank, self._channel_axis(rank))

@@ -209,6 +209,7 @@ def test_gradients_match_finite_differences(name):
             )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CASES)
 def test_training_a_tiny_model_with_the_layer_reduces_the_loss(name):
     keras.utils.set_random_seed(0)
