@@ -25,7 +25,9 @@ def check_builds_and_round_trips(name, tmp_path):
     path = tmp_path / f"{name}.keras"
     model.save(path)
     restored = keras.models.load_model(path)
-    np.testing.assert_allclose(restored.predict(images, verbose=0), model.predict(images, verbose=0))
+    np.testing.assert_allclose(
+        restored.predict(images, verbose=0), model.predict(images, verbose=0)
+    )
     assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
 
 
@@ -60,12 +62,9 @@ def test_trains_on_real_data(name, fashion_batch):
         images = images * 255.0  # backbones take raw 0..255 images
     keras.utils.set_random_seed(0)
     model = build(name, (28, 28, 1))
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    before = model.evaluate(images, labels, verbose=0)[0]
-    model.fit(images, labels, batch_size=len(images), epochs=8, verbose=0)
-    after = model.evaluate(images, labels, verbose=0)[0]
-    assert np.isfinite(after) and after < before
+    if name in zoo.BACKBONES:
+        zoo.unfreeze_backbone(model)  # a random frozen backbone may give near-constant features
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    # The training loss: in inference mode, BatchNorm's moving statistics lag a few steps behind.
+    losses = model.fit(images, labels, batch_size=len(images), epochs=6, verbose=0).history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
