@@ -10,6 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from zoo_data import fashion_mnist_subset
 
 import zoo
@@ -73,8 +74,13 @@ def train_steps(model, learning_rate=1e-2):
     model.fit(images, np.arange(16) % 10, batch_size=8, epochs=1, verbose=0)
 
 
-def test_full_mode_unfreezes_top_blocks_with_batchnorm_in_inference():
-    model = tiny_head_model(fine_tune="full")
+def pretrained_no_top(shared_dir):
+    return str(shared_dir / "weights" / "mobilenet_2_5_224_tf_no_top.h5")
+
+
+def test_full_mode_unfreezes_top_blocks_with_batchnorm_in_inference(shared_dir):
+    # Pretrained weights: a random backbone with BatchNorm in inference mode has ~0 features.
+    model = tiny_head_model(fine_tune="full", weights=pretrained_no_top(shared_dir))
     blocks = zoo.backbone_blocks(model)
     assert [name for name, _ in blocks][:3] == ["stem", "1", "2"] and blocks[-1][0] == "13"
     assert zoo.unfreeze_backbone(model, top_n_blocks=2) == ["12", "13"]
@@ -92,19 +98,24 @@ def test_full_mode_unfreezes_top_blocks_with_batchnorm_in_inference():
     # Only the convolutions of blocks 12 and 13 learn; BatchNorm statistics stay put.
     assert changed == {"conv_dw_12", "conv_pw_12", "conv_dw_13", "conv_pw_13"}
     assert zoo.unfreeze_backbone(model)[0] == "stem"
-    assert any(w.path.split("/", 1)[-1] == "conv1/kernel" for w in model.trainable_weights)
+    trainable = {w.path for w in model.trainable_weights}
+    assert "conv1/kernel" in trainable and "conv1_bn/gamma" not in trainable, trainable
     with pytest.raises(ValueError, match="top_n_blocks"):
         zoo.unfreeze_backbone(model, top_n_blocks=0)
 
 
-def test_train_full_fine_tune_runs_both_phases():
-    model = tiny_head_model(fine_tune="full")
+def test_train_full_fine_tune_runs_both_phases(shared_dir):
+    model = tiny_head_model(fine_tune="full", weights=pretrained_no_top(shared_dir))
+    kernel_before = weights_of(model.get_layer("backbone").get_layer("conv_pw_13"))[0]
     images = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(16) % 10)).batch(8)
     histories = zoo.train_full_fine_tune(
-        model, images, head_epochs=1, full_epochs=1, top_n_blocks=1, verbose=0
+        model, dataset, head_epochs=1, full_epochs=1, top_n_blocks=1, verbose=0
     )
     assert len(histories) == 2
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
+    kernel_after = weights_of(model.get_layer("backbone").get_layer("conv_pw_13"))[0]
+    assert not np.array_equal(kernel_before, kernel_after)
 
 
 def test_mode_and_weights_errors(tmp_path):
@@ -227,9 +238,7 @@ def test_imagenet_no_top_weights_come_from_keras_cache(shared_dir, keras_home):
         "print(float(np.abs(k).sum()))\n"
     )
     from_cache = float(run_python(["-c", code], keras_home).split()[-1])
-    from_file = tiny_head_model(
-        weights=str(shared_dir / "weights" / "mobilenet_2_5_224_tf_no_top.h5"), image_size=128
-    )
+    from_file = tiny_head_model(weights=pretrained_no_top(shared_dir), image_size=128)
     kernel = from_file.get_layer("backbone").get_layer("conv_pw_13").kernel
     assert from_cache == pytest.approx(float(np.abs(keras.ops.convert_to_numpy(kernel)).sum()))
 
@@ -239,7 +248,7 @@ def test_head_mode_beats_random_backbone(shared_dir, fashion_mnist_dir):
     train_images, train_labels = fashion_mnist_subset(fashion_mnist_dir, per_class=100)
     test_images, test_labels = fashion_mnist_subset(fashion_mnist_dir, per_class=30, split="test")
     accuracies = {}
-    for weights in (str(shared_dir / "weights" / "mobilenet_2_5_224_tf_no_top.h5"), None):
+    for weights in (pretrained_no_top(shared_dir), None):
         keras.utils.set_random_seed(0)
         model = tiny_head_model(weights=weights, image_size=96, head_dropout=0.0)
         model.compile(
