@@ -233,12 +233,12 @@ def test_imagenet_no_top_weights_come_from_keras_cache(shared_dir, keras_home):
     code = (
         "import numpy as np, zoo\n"
         "m = zoo.create('mobilenet', input_shape=(28, 28, 1), num_classes=10, alpha=0.25,\n"
-        "               weights='imagenet', fine_tune='head', image_size=128)\n"
+        "               weights='imagenet', fine_tune='head', image_size=224)\n"
         "k = m.get_layer('backbone').get_layer('conv_pw_13').kernel.numpy()\n"
         "print(float(np.abs(k).sum()))\n"
     )
     from_cache = float(run_python(["-c", code], keras_home).split()[-1])
-    from_file = tiny_head_model(weights=pretrained_no_top(shared_dir), image_size=128)
+    from_file = tiny_head_model(weights=pretrained_no_top(shared_dir), image_size=224)
     kernel = from_file.get_layer("backbone").get_layer("conv_pw_13").kernel
     assert from_cache == pytest.approx(float(np.abs(keras.ops.convert_to_numpy(kernel)).sum()))
 

@@ -65,7 +65,9 @@ def test_trains_on_real_data(name, fashion_batch):
     if name in zoo.BACKBONES:
         # From scratch, BatchNorm included: with BatchNorm frozen in inference mode, a randomly
         # initialised MobileNet or EfficientNet gives near-zero features and nothing to learn.
-        model.trainable = True
+        backbone = model.get_layer("backbone")
+        for layer in (backbone, *backbone.layers):
+            layer.trainable = True
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     # The training loss: in inference mode, BatchNorm's moving statistics lag a few steps behind.
     losses = model.fit(images, labels, batch_size=len(images), epochs=6, verbose=0).history["loss"]
