@@ -62,12 +62,13 @@ def test_trains_on_real_data(name, fashion_batch):
         images = images * 255.0  # backbones take raw 0..255 images
     keras.utils.set_random_seed(0)
     model = build(name, (28, 28, 1))
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    before = model.evaluate(images, labels, verbose=0)[0]
-    model.fit(images, labels, batch_size=len(images), epochs=8, verbose=0)
-    after = model.evaluate(images, labels, verbose=0)[0]
-    assert np.isfinite(after) and after < before
+    if name in zoo.BACKBONES:
+        # From scratch, BatchNorm included: with BatchNorm frozen in inference mode, a randomly
+        # initialised MobileNet or EfficientNet gives near-zero features and nothing to learn.
+        backbone = model.get_layer("backbone")
+        for layer in (backbone, *backbone.layers):
+            layer.trainable = True
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    # The training loss: in inference mode, BatchNorm's moving statistics lag a few steps behind.
+    losses = model.fit(images, labels, batch_size=len(images), epochs=6, verbose=0).history["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
