@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from zoo_data import fashion_mnist_subset
 
 import zoo
+from tests.zoo_data import fashion_mnist_subset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Expected top-1 labels, from ../shared/weights/README.md.
