@@ -439,6 +439,7 @@ def test_unknown_name_lists_valid_names(bad: str) -> None:
         ("Adam", {"momentum": 0.9}, "Adam does not take hyperparameter 'momentum'"),
         ("Adadelta", {"decay": 0.9}, "Adadelta does not take hyperparameter 'decay'"),
         ("GradientDescent", {"nesterov": True}, "It accepts: clipnorm"),
+        ("Momentum", {"nesterov": True, "use_nesterov": False}, "are the same setting"),
     ],
 )
 def test_invalid_hyperparameters_raise_clear_errors(
