@@ -171,7 +171,7 @@ def run_benchmarks(quick: bool, jit: bool = False) -> list[dict]:
     `ratio_vs_tf_train`, and for the
     three optimizers Keras lacks, `within_budget` (ratio to Keras' Adagrad <= 1.3).
     """
-    width, batch_size, steps, repeats = (256, 64, 3, 10) if quick else (512, 128, 5, 60)
+    width, batch_size, steps, repeats = (256, 64, 3, 8) if quick else (512, 128, 5, 60)
     rng = np.random.default_rng(0)
     batch = (
         tf.constant(rng.normal(size=(batch_size, 784)).astype("float32")),
