@@ -316,13 +316,17 @@ def get_optimizer(
         canonical, spec.learning_rate if learning_rate is None else learning_rate
     )
     aliases = {**_ALIASES, **spec.aliases}
+    given: dict[str, str] = {}
     for key, value in hyperparameters.items():
         target = aliases.get(key, key)
-        if target == "learning_rate" or target not in values:
+        if target not in values:
             accepted = ", ".join(k for k in values if k != "learning_rate")
             raise ValueError(
                 f"{canonical} does not take hyperparameter {key!r}. It accepts: {accepted}."
             )
+        if target in given:
+            raise ValueError(f"{canonical}: {given[target]!r} and {key!r} are the same setting.")
+        given[target] = key
         values[target] = value
     learning_rate = values.pop("learning_rate")
     for key, param in spec.hyperparameters.items():

@@ -68,17 +68,12 @@ class ElementwiseOptimizer(keras.optimizers.Optimizer):
             return
         super().build(var_list)
         initial_values = self._slot_initial_values()
-        names = list(initial_values)
-        per_slot = (
-            self.add_optimizer_variables(
-                var_list,
-                names,
-                initializer=[keras.initializers.Constant(v) for v in initial_values.values()],
-            )
-            if names
-            else ()
+        per_slot = self.add_optimizer_variables(
+            var_list,
+            list(initial_values),
+            initializer=[keras.initializers.Constant(v) for v in initial_values.values()],
         )
-        self._slots = dict(zip(names, per_slot, strict=True))
+        self._slots = dict(zip(initial_values, per_slot, strict=True))
 
     def update_step(
         self, gradient: tf.Tensor | tf.IndexedSlices, variable: Any, learning_rate: Any
