@@ -48,6 +48,9 @@ BASE_DEFAULTS: dict[str, Any] = {
     "resume": False,
     "dry_run": False,
     "verbose": 1,
+    "strategy": "default",
+    "sync_bn": False,
+    "cpu_replicas": None,
     # Model knobs: None leaves the model's own default (see `zoo.knobs.KNOB_DEFAULTS`).
     **dict.fromkeys(KNOB_DEFAULTS),
 }
@@ -113,6 +116,17 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int)
     run.add_argument("--batch-size", type=int)
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress output")
+
+    distribute = parser.add_argument_group("distribution (see docs/distributed.md)")
+    distribute.add_argument(
+        "--strategy", help="default | mirrored | multi_worker | tpu (--batch-size is global)"
+    )
+    distribute.add_argument(
+        "--sync-bn", action="store_true", help="synchronize BatchNorm statistics across replicas"
+    )
+    distribute.add_argument(
+        "--cpu-replicas", type=int, help="mirrored on a CPU: split it into N logical devices"
+    )
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", help="sample | TFDS name | folder of class sub-folders")

@@ -39,6 +39,15 @@ from recipes.checkpoints import (
 )
 from recipes.config import resolve_config
 from recipes.data import load_dataset
+from recipes.distribute import (
+    discard_worker_outputs,
+    fault_tolerance_callbacks,
+    prepare_for_fit,
+    shard_datasets,
+    strategy_from_config,
+    synchronize_batch_norm,
+    worker_output_dir,
+)
 from recipes.divergence import DivergenceGuard, TrainingDiverged
 from recipes.files import atomic_save_model, atomic_write_text
 from recipes.plots import plot_curves
@@ -54,14 +63,17 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def _run_dir(config: dict[str, Any], recipe: str) -> Path:
-    """The run directory: new for a fresh run, existing (with a saved state) for --resume."""
+def _run_dir(config: dict[str, Any], recipe: str, strategy) -> Path:
+    """The run directory: new for a fresh run, existing (with a saved state) for --resume.
+
+    Under multi-worker training a non-chief worker gets its own temporary directory instead.
+    """
     if config["out_dir"] is None:
         if config["resume"]:
             raise ValueError("--resume needs --out-dir: the run directory to continue")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return Path("runs") / recipe / stamp
-    run_dir = Path(config["out_dir"])
+    run_dir = worker_output_dir(config["out_dir"], strategy)
     if config["resume"]:
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} missing)")
@@ -81,12 +93,13 @@ def _model_options(config: dict[str, Any]) -> dict[str, Any]:
 
 def build_model(config: dict[str, Any], image_shape, num_classes: int) -> keras.Model:
     """The zoo model a config asks for, built for the dataset's image shape and classes."""
-    return zoo.create(
+    model = zoo.create(
         config["model"],
         input_shape=tuple(image_shape),
         num_classes=num_classes,
         **_model_options(config),
     )
+    return synchronize_batch_norm(model) if config["sync_bn"] else model
 
 
 def compile_model(model: keras.Model, config: dict[str, Any], steps_per_epoch: int) -> None:
@@ -120,8 +133,9 @@ def _write_curves(run_dir: Path, history: dict[str, list[float]]) -> None:
 
 def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     """Trains and evaluates one configuration; returns the metrics written to metrics.json."""
+    strategy = strategy_from_config(config)
     keras.utils.set_random_seed(config["seed"])
-    run_dir = _run_dir(config, recipe)
+    run_dir = _run_dir(config, recipe, strategy)
     datasets, info = load_dataset(
         config["dataset"],
         data_dir=config["data_dir"],
@@ -133,14 +147,17 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         preprocessing=config["preprocessing"],
         balance_classes=config["balance_classes"],
     )
+    datasets = shard_datasets(datasets)
     steps_per_epoch = math.ceil(info.split_sizes["train"] / config["batch_size"])
     state = read_state(run_dir) if config["resume"] else None
-    if state is not None:
-        model = keras.models.load_model(run_dir / LAST_MODEL)
-        print(f"Resuming {run_dir} after epoch {state['epochs_done']}")
-    else:
-        model = build_model(config, info.image_shape, info.num_classes)
-        compile_model(model, config, steps_per_epoch)
+    with strategy.scope():
+        if state is not None:
+            model = keras.models.load_model(run_dir / LAST_MODEL)
+            print(f"Resuming {run_dir} after epoch {state['epochs_done']}")
+        else:
+            model = build_model(config, info.image_shape, info.num_classes)
+            compile_model(model, config, steps_per_epoch)
+        prepare_for_fit(model, datasets["train"])
 
     if config["dry_run"]:
         print(_json(config))
@@ -163,6 +180,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         divergence_guard=guard,
     )
     callbacks = [
+        *fault_tolerance_callbacks(run_dir, strategy),
         guard,
         checkpoint,
         keras.callbacks.TensorBoard(run_dir / "tensorboard", update_freq="epoch"),
@@ -204,6 +222,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
         f"after {metrics['epochs']} epochs; outputs in {run_dir}"
     )
+    discard_worker_outputs(run_dir, strategy)
     return metrics
 
 
