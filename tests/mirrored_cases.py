@@ -7,8 +7,9 @@ tests/test_distribute.py runs this script in a subprocess:
 
 SPEC.json holds {"cpu_replicas": N, "out_dir": DIR, "runs": {NAME: CONFIG_OVERRIDES, ...},
 "optimizers": [TF_TRAIN_NAME, ...]}. Each run goes through the recipe runner into DIR/NAME; for
-each optimizer a small model takes a few steps under the default and the mirrored strategy, and
-the weights go to DIR/optimizers.npz as "<name>/<strategy>/<index>".
+each tf.train optimizer a small model made of the custom layers takes a few steps under the
+default and the mirrored strategy, and its weights go to DIR/optimizers.npz as
+"<optimizer>/<strategy>/<index>".
 """
 
 import json
@@ -20,7 +21,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from recipes.distribute import configure_cpu_replicas
 
 
-def _optimizer_weights(name: str, strategy) -> list:
+def _custom_layers_model():
+    """A small model made of every custom layer of `layers`."""
+    import keras
+
+    import layers
+
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            layers.LocallyConnected2D(4, 3),
+            layers.GroupNormalization(groups=2),
+            layers.LocalResponseNormalization(depth_radius=1),
+            # Data-dependent init normalizes with each replica's own slice of the first batch,
+            # so it differs from one device by design; the reparametrization itself is tested.
+            layers.WeightNormalization(keras.layers.Conv2D(6, 3), data_init=False),
+            layers.Maxout(num_pieces=2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _trained_weights(optimizer: str, strategy) -> list:
+    """Weights of the custom-layers model after an epoch with a tf.train optimizer."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -29,18 +53,16 @@ def _optimizer_weights(name: str, strategy) -> list:
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 6)).astype("float32")
+    x = rng.normal(size=(64, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 3, size=64)
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     with strategy.scope():
-        model = keras.Sequential(
-            [keras.Input((6,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(3)]
-        )
+        model = _custom_layers_model()
         model.compile(
-            optimizer=get_optimizer(name, learning_rate=0.05),
+            optimizer=get_optimizer(optimizer, learning_rate=0.05),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-    model.fit(data, epochs=2, verbose=0)
+    model.fit(data, epochs=1, verbose=0)
     return model.get_weights()
 
 
@@ -62,7 +84,7 @@ def main(spec_path: str) -> None:
         for strategy_name in ("default", "mirrored"):
             strategy = create_strategy(strategy_name)
             assert strategy_name == "default" or strategy.num_replicas_in_sync > 1
-            for index, weights in enumerate(_optimizer_weights(name, strategy)):
+            for index, weights in enumerate(_trained_weights(name, strategy)):
                 arrays[f"{name}/{strategy_name}/{index}"] = weights
     np.savez(out_dir / "optimizers.npz", **arrays)
 
