@@ -268,20 +268,15 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
     }
     flags = [
         "--strategy", "multi_worker",
-        "--dataset", "sample",
-        "--model", "mlp",
+        "--model", config["model"],
         "--model-option", "width=32",
-        "--norm", "group",
-        "--activation", "maxout",
-        "--optimizer", "RMSProp",
-        "--lr", "0.001",
-        "--validation-fraction", "0.5",
-        "--batch-size", "64",
-        "--epochs", "1",
-        "--seed", "3",
-        "--verbose", "0",
+        "--norm", config["norm"],
+        "--activation", config["activation"],
+        "--optimizer", config["optimizer"],
         "--out-dir", str(tmp_path / "cluster"),
     ]  # fmt: skip
+    for key in ("lr", "dataset", "validation_fraction", "batch_size", "epochs", "seed", "verbose"):
+        flags += [f"--{key.replace('_', '-')}", str(config[key])]
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     workers = []
