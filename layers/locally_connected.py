@@ -19,6 +19,30 @@ def _output_length(length: int, kernel: int, stride: int, padding: str) -> int:
     return (length - kernel) // stride + 1
 
 
+def _per_position_initializer(initializer, conv_kernel_shape: tuple[int, ...]):
+    """Initializes a (positions, K, filters) kernel one conv-shaped kernel per position.
+
+    Calling `initializer` on the whole 3-D shape would count every position in
+    the fans (shrinking Glorot/He variances by the number of positions), and
+    calling the same Keras initializer repeatedly returns the same values. So
+    each position gets a fresh copy of the initializer, with seed `seed + p`
+    when it was seeded, drawn at the conv kernel shape.
+    """
+    config = initializer.get_config()
+
+    def initialize(shape, dtype=None):
+        kernels = []
+        for position in range(shape[0]):
+            position_config = dict(config)
+            if isinstance(config.get("seed"), int):
+                position_config["seed"] = config["seed"] + position
+            fresh = type(initializer).from_config(position_config)
+            kernels.append(ops.reshape(fresh(conv_kernel_shape, dtype), shape[1:]))
+        return ops.stack(kernels)
+
+    return initialize
+
+
 class _LocallyConnected(keras.layers.Layer):
     """Shared implementation of the 1D and 2D layers (`rank` spatial axes).
 
@@ -36,11 +60,10 @@ class _LocallyConnected(keras.layers.Layer):
     `kernel[p].reshape(kernel_size + (C_in, filters))` is the ordinary conv
     kernel used at position `p`.
 
-    Each position's kernel is initialized as a convolution kernel of shape
-    `kernel_size + (C_in, filters)` would be (fan-in K), not with fans that
-    count all positions. A seeded random initializer therefore gives every
-    position the same initial kernel; pass an unseeded one for independent
-    draws.
+    Each position's kernel is initialized independently as a convolution
+    kernel of shape `kernel_size + (C_in, filters)` would be, so fan-based
+    initializers (Glorot, He, sparse) see the fans of one position. A seeded
+    initializer stays reproducible (position `p` uses seed `seed + p`).
     """
 
     rank: int = 0
@@ -115,16 +138,13 @@ class _LocallyConnected(keras.layers.Layer):
         ]
         positions = math.prod(output_spatial)
         patch_size = math.prod(self.kernel_size) * channels
-        position_shape = (patch_size, self.filters)
-        per_position = self.kernel_initializer
-
-        def kernel_initializer(shape, dtype=None):
-            return ops.stack([per_position(position_shape, dtype) for _ in range(shape[0])])
-
+        per_position = _per_position_initializer(
+            self.kernel_initializer, (*self.kernel_size, channels, self.filters)
+        )
         self.kernel = self.add_weight(
             shape=(positions, patch_size, self.filters),
             name="kernel",
-            initializer=kernel_initializer,
+            initializer=per_position,
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
         )

@@ -16,6 +16,40 @@ _SUPPORTED = (keras.layers.Dense, *_CONVOLUTIONS, *_TRANSPOSED)
 _INIT_EPSILON = 1e-6
 
 
+def _along(vector, rank: int, axis: int):
+    """Reshapes a vector so it broadcasts along `axis` of a tensor of `rank` axes."""
+    shape = [1] * rank
+    shape[axis] = -1
+    return ops.reshape(vector, shape)
+
+
+def _unit_scale(kernel, gains, unit_axis: int):
+    """`gains / ||kernel||` per output unit, with a hand-written gradient.
+
+    Autodiff through `sqrt(sum(square(v)))` materializes several kernel-sized
+    temporaries (the broadcast sum gradient, `2 * v`, their product); the
+    closed form `d scale_u / d v_u = -scale_u / ||v_u||^2 * v_u` needs one
+    kernel-sized multiply, which keeps the wrapper close to the plain layer's
+    speed in training.
+    """
+    rank = len(kernel.shape)
+    norm_axes = tuple(a for a in range(rank) if a != unit_axis % rank)
+
+    @ops.custom_gradient
+    def scale_and_gradient(kernel, gains):
+        inverse_norm = ops.rsqrt(ops.sum(ops.square(kernel), axis=norm_axes))
+        scale = gains * inverse_norm
+
+        def gradient(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            per_unit = -upstream * scale * ops.square(inverse_norm)
+            return kernel * _along(per_unit, rank, unit_axis), upstream * inverse_norm
+
+        return scale, gradient
+
+    return scale_and_gradient(kernel, gains)
+
+
 @keras.saving.register_keras_serializable(package="layers")
 class WeightNormalization(keras.layers.Wrapper):
     """Reparameterizes a layer's kernel as `w = g * v / ||v||` per output unit.
@@ -78,16 +112,21 @@ class WeightNormalization(keras.layers.Wrapper):
             return rank - 1
         return 1 if self.layer.data_format == "channels_first" else rank - 1
 
-    def _unit_shaped(self, vector, rank: int):
-        """Reshapes a per-unit vector to broadcast against a kernel of `rank` axes."""
-        shape = [1] * rank
-        shape[self._unit_axis] = -1
-        return ops.reshape(vector, shape)
+    def _normalized_linear(self, inputs, gains):
+        """The layer's linear map with kernel `gains * v / ||v||` (per output unit).
 
-    def _direction(self):
-        kernel = self.layer.kernel
-        norm_sq = ops.sum(ops.square(kernel), axis=self._norm_axes, keepdims=True)
-        return kernel * ops.rsqrt(norm_sq)
+        Each output unit depends only on its own kernel slice, so the per-unit
+        factor can be applied to the kernel or to the outputs with the same
+        result. A Dense kernel is usually larger than a batch of its outputs,
+        so Dense scales the outputs; a conv kernel is much smaller than its
+        output maps, so convolutions scale the kernel.
+        """
+        # Read the variables into tensors: TF's custom_gradient must not see variables.
+        kernel = ops.copy(self.layer.kernel)
+        scale = _unit_scale(kernel, ops.copy(gains), self._unit_axis)
+        if isinstance(self.layer, keras.layers.Dense):
+            return self._linear(inputs, kernel) * scale
+        return self._linear(inputs, kernel * _along(scale, len(kernel.shape), self._unit_axis))
 
     def _linear(self, inputs, kernel):
         layer = self.layer
@@ -105,15 +144,8 @@ class WeightNormalization(keras.layers.Wrapper):
             )
         return layer.convolution_op(inputs, kernel)
 
-    def _per_unit(self, outputs, vector):
-        """Broadcast shape of a per-unit vector against the layer's outputs."""
-        rank = len(outputs.shape)
-        shape = [1] * rank
-        shape[self._channel_axis(rank)] = -1
-        return ops.reshape(vector, shape)
-
     def _initialize_from_data(self, inputs):
-        pre_activations = self._linear(inputs, self._direction())
+        pre_activations = self._normalized_linear(inputs, ops.ones_like(self.g))
         rank = len(pre_activations.shape)
         channel_axis = self._channel_axis(rank)
         axes = [a for a in range(rank) if a != channel_axis]
@@ -132,10 +164,10 @@ class WeightNormalization(keras.layers.Wrapper):
                 lambda: self._initialize_from_data(inputs),
                 lambda: ops.zeros((), "float32"),
             )
-        kernel = self._direction() * self._unit_shaped(self.g, len(self.layer.kernel.shape))
-        outputs = self._linear(inputs, kernel)
+        outputs = self._normalized_linear(inputs, self.g)
         if self.layer.use_bias:
-            outputs = outputs + self._per_unit(outputs, self.layer.bias)
+            rank = len(outputs.shape)
+            outputs = outputs + _along(self.layer.bias, rank, self._channel_axis(rank))
         if self.layer.activation is not None:
             outputs = self.layer.activation(outputs)
         return outputs

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
+import layers
 from recipes import augment_ops
 from recipes.augment_ops import Op
 
@@ -174,6 +175,22 @@ def _build_erase(context: BuildContext, prob: float, max_area: float) -> Op:
 
 _MIN_ERASE_AREA = 0.02
 
+
+def _build_pca_jitter(context: BuildContext, sigma: float) -> Op:
+    data = context.adapt_data
+    if data is None:
+        raise ValueError(
+            "Augmentation 'pca_jitter' fits the principal colour components of the training "
+            "images: pass adapt_data= (an array of images, or a dataset of image batches or of "
+            "(images, labels) batches)."
+        )
+    if isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, tuple):
+        data = data.map(lambda images, *rest: images)
+    layer = layers.PCAColorJitter(sigma)
+    layer.adapt(data)
+    return augment_ops.PCAJitter(layer)
+
+
 OPS: dict[str, OpDef] = {
     op.name: op
     for op in [
@@ -276,6 +293,13 @@ OPS: dict[str, OpDef] = {
             colour=True,
         ),
         OpDef(
+            "pca_jitter",
+            "AlexNet PCA colour jitter, coefficients ~ N(0, sigma); needs adapt_data",
+            (_fraction("sigma", 0.1),),
+            _build_pca_jitter,
+            colour=True,
+        ),
+        OpDef(
             "noise",
             "add Gaussian noise of standard deviation `stddev`",
             (_fraction("stddev", 0.03),),
@@ -285,7 +309,8 @@ OPS: dict[str, OpDef] = {
             "blur",
             "Gaussian blur with sigma up to `sigma`, applied with probability `prob`",
             (
-                Param("sigma", float, 1.0, low=0.0, high=10.0, low_open=True),
+                # Keras' RandomGaussianBlur accepts sigma only up to 1.
+                Param("sigma", float, 1.0, low=0.0, high=1.0, low_open=True),
                 _fraction("prob", 0.5),
             ),
             _build_blur,
@@ -341,11 +366,7 @@ class OpConfig:
     preset: str | None = None
 
     def to_spec(self) -> str:
-        values = [
-            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
-            for key, value in self.params.items()
-            if value is not None
-        ]
+        values = [f"{key}={value}" for key, value in self.params.items() if value is not None]
         return ":".join([self.name, *values])
 
 

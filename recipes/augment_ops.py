@@ -229,3 +229,27 @@ class GaussianNoise:
     def __call__(self, images: tf.Tensor, labels: tf.Tensor, seeds: SeedStream):
         noise = keras.random.normal(tf.shape(images), stddev=self.stddev, seed=seeds)
         return tf.clip_by_value(images + noise, 0.0, 1.0), labels
+
+
+class PCAJitter:
+    """AlexNet's PCA colour jitter in the RGB eigenbasis fitted by `layers.PCAColorJitter`.
+
+    The layer owns the fitting (`adapt()` on training images). Its `call()` draws the per-image
+    coefficients from its own seed variable, which is not reproducible under a parallel map, so
+    the coefficients are drawn here from the batch seed and combined with the layer's fitted
+    eigenvectors and eigenvalues. Results are clipped to `[0, 1]` like Keras' colour layers.
+
+    Args:
+        layer: an adapted `layers.PCAColorJitter`.
+    """
+
+    def __init__(self, layer: keras.layers.Layer) -> None:
+        self.sigma = layer.sigma
+        # Fixed once adapted: constants keep the tf.data graph free of variable captures.
+        self.eigenvalues = tf.constant(keras.ops.convert_to_numpy(layer.eigenvalues), tf.float32)
+        self.eigenvectors = tf.constant(keras.ops.convert_to_numpy(layer.eigenvectors), tf.float32)
+
+    def __call__(self, images: tf.Tensor, labels: tf.Tensor, seeds: SeedStream):
+        alphas = keras.random.normal((tf.shape(images)[0], 3), stddev=self.sigma, seed=seeds)
+        offsets = tf.matmul(alphas * self.eigenvalues, self.eigenvectors, transpose_b=True)
+        return tf.clip_by_value(images + offsets[:, None, None, :], 0.0, 1.0), labels

@@ -44,7 +44,10 @@ def read_history(run_dir: str | Path, epochs: int | None = None) -> list[dict[st
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        rows = [{key: float(value) for key, value in row.items()} for row in csv.DictReader(f)]
+        rows = [
+            {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+            for row in csv.DictReader(f)
+        ]
     return rows if epochs is None else rows[:epochs]
 
 

@@ -41,6 +41,12 @@ BASE_DEFAULTS: dict[str, Any] = {
     "loss": "softmax_cross_entropy",
     "augment": "none",
     "fine_tune": None,
+    "weights": None,
+    "head_epochs": 1,
+    "unfreeze_blocks": None,
+    "full_lr_factor": 0.1,
+    "class_index": None,
+    "top_k": 5,
     "batch_size": 128,
     "epochs": 10,
     "seed": 0,
@@ -48,6 +54,9 @@ BASE_DEFAULTS: dict[str, Any] = {
     "resume": False,
     "dry_run": False,
     "verbose": 1,
+    "sanity": False,
+    "monitors": False,
+    "monitor_every": None,
     "strategy": "default",
     "sync_bn": False,
     "cpu_replicas": None,
@@ -116,6 +125,9 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int)
     run.add_argument("--batch-size", type=int)
     run.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress output")
+    run.add_argument("--sanity", action="store_true", help="sanity checks before training")
+    run.add_argument("--monitors", action="store_true", help="dead ReLU/update ratio/... monitors")
+    run.add_argument("--monitor-every", type=int, help="monitor every N batches (default: epoch)")
 
     distribute = parser.add_argument_group("distribution (see docs/distributed.md)")
     distribute.add_argument(
@@ -141,7 +153,14 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     model = parser.add_argument_group("model (zoo knobs apply to every small model)")
     model.add_argument("--model", help="zoo model name (see `zoo.list_models()`)")
     model.add_argument("--model-option", action="append", type=_key_value, metavar="KEY=VALUE")
+    model.add_argument("--backbone", dest="model", help="ImageNet backbone (same as --model)")
+    model.add_argument("--weights", help='backbone weights: "imagenet", a file path, or "none"')
     model.add_argument("--fine-tune", choices=("predict", "head", "full"))
+    model.add_argument("--head-epochs", type=int, help="full fine-tuning: epochs of head only")
+    model.add_argument("--unfreeze-blocks", type=int, help="full: unfreeze only the top N blocks")
+    model.add_argument("--full-lr-factor", type=float, help="full: backbone phase lr multiplier")
+    model.add_argument("--class-index", help="ImageNet class index JSON (offline predict)")
+    model.add_argument("--top-k", type=int, help="predict: labels per image")
     for knob, default in KNOB_DEFAULTS.items():
         model.add_argument(f"--{knob.replace('_', '-')}", type=_knob_type(default))
     model.add_argument(

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from recipes.augment import Augmentation, build_augmentation
+from recipes.balance import balanced_resample
 from recipes.idx import load_idx_split
 from recipes.image_folder import scan_image_folder
 
@@ -395,14 +397,6 @@ def _normalizer(mode: str, statistics: dict) -> Callable[[tf.Tensor], tf.Tensor]
     return lambda x: x
 
 
-def _class_balanced(ds: tf.data.Dataset, num_classes: int, seed: int) -> tf.data.Dataset:
-    """ "Label shuffle": draws every class equally often, whatever the class frequencies are."""
-    per_class = [
-        ds.filter(lambda image, label, c=c: tf.equal(label, c)).repeat() for c in range(num_classes)
-    ]
-    return tf.data.Dataset.sample_from_datasets(per_class, seed=seed)
-
-
 def load_dataset(
     name: str,
     split: str | Sequence[str] = SPLITS,
@@ -417,7 +411,7 @@ def load_dataset(
     preprocessing: str = "scale",
     one_hot: bool = False,
     balance_classes: bool = False,
-    augment: Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None,
+    augment: str | Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None,
     shuffle: bool = True,
 ) -> tuple[tf.data.Dataset | dict[str, tf.data.Dataset], DatasetInfo]:
     """Returns batched `tf.data` pipelines of (image, label) and the dataset's info.
@@ -439,8 +433,11 @@ def load_dataset(
         one_hot: yield one-hot float labels instead of integer class ids.
         balance_classes: training only: draw every class equally often ("label shuffle"); an epoch
             still has as many examples as the training split.
-        augment: training only: a callable mapping a batch (images in [0, 1], labels) to an
-            augmented batch; applied after scaling and one-hot encoding, before normalization.
+        augment: training only: an augmentation spec for `recipes.augment.build_augmentation`
+            (e.g. "flip_h,crop:4" or "standard"), or a callable mapping a batch (images in
+            [0, 1], labels) to an augmented batch; applied after scaling and one-hot encoding,
+            before normalization. A spec that mixes labels (mixup, cutmix) makes every split's
+            labels one-hot, so that metrics see the same label format everywhere.
         shuffle: shuffle the training split (reshuffled every epoch).
 
     Returns:
@@ -474,6 +471,17 @@ def load_dataset(
         else {}
     )
     normalize = _normalizer(preprocessing, statistics)
+    if augment in ("", "none"):
+        augment = None
+    elif isinstance(augment, str):
+        augment = build_augmentation(
+            augment,
+            raw.image_shape,
+            seed=seed,
+            num_classes=num_classes,
+            adapt_data=cached["train"].map(lambda image, label: tf.cast(image, tf.float32) / 255.0),
+        )
+        one_hot = one_hot or augment.changes_labels
     scale = 1.0 if preprocessing == "none" else 1.0 / 255.0
 
     def to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -486,12 +494,14 @@ def load_dataset(
     for s in requested:
         ds = cached[s]
         training = s == "train"
-        if training and balance_classes:
-            ds = _class_balanced(ds, num_classes, seed).take(raw.sizes[s])
-        elif training and shuffle:
+        if training and shuffle:
             ds = ds.shuffle(min(raw.sizes[s], 20_000), seed=seed, reshuffle_each_iteration=True)
+        if training and balance_classes:
+            ds = balanced_resample(ds, num_classes, seed=seed, epoch_size=raw.sizes[s])
         ds = ds.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-        if training and augment is not None:
+        if training and isinstance(augment, Augmentation):
+            ds = augment.apply_to(ds)  # fresh, seeded randomness every epoch
+        elif training and augment is not None:
             ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         if preprocessing in ("mean_image", "per_channel"):
             ds = ds.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)

@@ -365,7 +365,12 @@ def _nothing_to_build(iterator: Any = None, data_batch: Any = None) -> None:
 
 
 def _with_replica_axis(step: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`step` with each scalar it returns given a leading axis of length 1 (see below)."""
+    """`step` with each scalar it returns given a leading axis of length 1 (see below); a step
+    that already has it is returned as is, so that preparing a model again (after recompiling it
+    for a second fine-tuning phase) is harmless."""
+
+    if getattr(step, "gives_replica_axis", False):
+        return step
 
     def step_with_replica_axis(data: Any) -> Any:
         logs = step(data)
@@ -373,13 +378,14 @@ def _with_replica_axis(step: Callable[[Any], Any]) -> Callable[[Any], Any]:
             lambda value: tf.reshape(value, [1]) if value.shape.rank == 0 else value, logs
         )
 
+    step_with_replica_axis.gives_replica_axis = True
     return step_with_replica_axis
 
 
 def prepare_for_fit(model: keras.Model, dataset: tf.data.Dataset) -> None:
     """Gets a compiled model ready for `fit` and `evaluate` under the current strategy.
 
-    Call it under the strategy's scope, after compiling (or loading). It works around two
+    Call it under the strategy's scope, after every compile (or load). It works around two
     limitations of Keras 3's TensorFlow trainer, on this model instance only:
 
     1. Under a strategy, Keras builds a model lazily by drawing a batch from the distributed

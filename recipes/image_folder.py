@@ -61,6 +61,26 @@ def _check_image_file(path: Path) -> None:
         )
 
 
+def list_images(folder: str | os.PathLike) -> list[str]:
+    """The image files directly inside `folder`, sorted, each checked to be a real image.
+
+    For labelling a folder of photos (no class sub-folders), e.g. with an ImageNet classifier.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist or is not a directory")
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise ImageFolderError(
+            f"{folder} holds no images (accepted extensions: {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    for path in files:
+        _check_image_file(path)
+    return [str(path) for path in files]
+
+
 def _class_directories(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 

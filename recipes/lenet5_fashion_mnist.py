@@ -1,8 +1,9 @@
 """LeNet-5 on Fashion-MNIST, trained with SGD + momentum.
 
 LeCun et al. (1998)'s convolutional network (two conv + subsampling stages, three dense layers),
-adapted to 28x28 inputs. The classic first recipe: small, fast, and 0.89-0.91 test accuracy on full
-Fashion-MNIST in 10 epochs.
+adapted to 28x28 inputs, with tanh units and Xavier initialization as in the paper; SGD + momentum
+with cosine decay. The classic first recipe: small, fast, and about 0.90 test accuracy on full
+Fashion-MNIST in 10 epochs (measured: 0.899 in 173 s on 2 CPU cores).
 
     python -m recipes.lenet5_fashion_mnist --dataset sample --epochs 5
     python -m recipes.lenet5_fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist
@@ -20,8 +21,9 @@ DEFAULTS = {
     "model": "lenet5",
     "dataset": "fashion_mnist",
     "optimizer": "momentum",
-    "lr": 0.01,
+    "lr": 0.05,
     "optimizer_options": {"momentum": 0.9},
+    "lr_schedule": "cosine",
     "batch_size": 64,
     "epochs": 10,
 }

@@ -33,6 +33,7 @@ from recipes.optim import (
     ProximalAdagrad,
     ProximalGradientDescent,
     TFTrainAdadelta,
+    TFTrainAdagrad,
     TFTrainAdam,
     TFTrainFtrl,
     TFTrainMomentum,
@@ -176,8 +177,7 @@ _SPECS: dict[str, _OptimizerSpec] = {
     "Adagrad": _OptimizerSpec(
         learning_rate=0.001,
         hyperparameters={"initial_accumulator_value": _positive(0.1)},
-        # tf.train's Adagrad is ProximalAdagrad without regularization: no epsilon, lazy sparse.
-        tf_train=ProximalAdagrad,
+        tf_train=TFTrainAdagrad,
         keras=keras.optimizers.Adagrad,
     ),
     "Adadelta": _OptimizerSpec(

@@ -13,6 +13,9 @@ line program. A run writes into its run directory:
     model.keras                  the final model
     metrics.json                 test metrics, epochs, wall time, images/s
     loss.png, accuracy.png       learning curves, train vs validation
+    diagnosis.txt, .json         what the curves say is wrong (too high/low lr, overfitting...)
+    monitors/                    with --monitors: dead ReLUs, update ratios, activations, gradients
+    sanity/                      with --sanity: the checks before training and the lr range test
 
 Every file is written atomically (temporary file + rename), so a run killed at any moment, even
 with SIGKILL, leaves complete files behind and `--resume` continues from the last finished epoch.
@@ -39,6 +42,7 @@ from recipes.checkpoints import (
 )
 from recipes.config import resolve_config
 from recipes.data import load_dataset
+from recipes.diagnosis import diagnose, format_findings, write_diagnosis
 from recipes.distribute import (
     discard_worker_outputs,
     fault_tolerance_callbacks,
@@ -50,7 +54,13 @@ from recipes.distribute import (
 )
 from recipes.divergence import DivergenceGuard, TrainingDiverged
 from recipes.files import atomic_save_model, atomic_write_text
+from recipes.image_folder import list_images
+from recipes.losses import get_loss, loss_label_format, loss_output_activation
+from recipes.monitors import build_monitors, take_monitoring_batch
+from recipes.optimizers import get_optimizer
 from recipes.plots import plot_curves
+from recipes.sanity import run_sanity_checks
+from recipes.schedules import get_schedule, get_schedule_callbacks
 from zoo.knobs import KNOB_DEFAULTS
 
 CONFIG_FILE = "config.json"
@@ -87,30 +97,69 @@ def _run_dir(config: dict[str, Any], recipe: str, strategy) -> Path:
 
 def _model_options(config: dict[str, Any]) -> dict[str, Any]:
     # Unset knobs (None) are left out so that each model's own knob defaults apply.
-    knobs = {key: config[key] for key in KNOB_DEFAULTS if config[key] is not None}
-    return {**knobs, **config["model_options"]}
+    options = {key: config[key] for key in KNOB_DEFAULTS if config[key] is not None}
+    if config["weights"] is not None:
+        # "none" on the command line asks for random initialisation (zoo's weights=None).
+        options["weights"] = None if config["weights"] == "none" else config["weights"]
+    if config["fine_tune"] is not None:
+        options["fine_tune"] = config["fine_tune"]
+    return {**options, **config["model_options"]}
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Rejects settings no run can use, before any data is loaded."""
+    for key in ("epochs", "batch_size"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ValueError(f"{key} must be a positive integer, got {config[key]!r}")
+    if not config["lr"] > 0:
+        raise ValueError(f"lr must be positive, got {config['lr']!r}")
+    if config["fine_tune"] not in (None, *zoo.FINE_TUNE_MODES):
+        raise ValueError(
+            f"unknown fine_tune {config['fine_tune']!r}; accepted: {list(zoo.FINE_TUNE_MODES)}"
+        )
+    if config["fine_tune"] in ("head", "full") and config["preprocessing"] != "none":
+        raise ValueError(
+            "fine-tuned backbones take raw 0..255 images and apply their own preprocess_input: "
+            f"use --preprocessing none, not {config['preprocessing']!r}"
+        )
+    if config["fine_tune"] == "full" and not 0 < config["head_epochs"] < config["epochs"]:
+        raise ValueError(
+            f"fine_tune='full' trains the head for head_epochs, then the backbone until epochs: "
+            f"need 0 < head_epochs < epochs, got {config['head_epochs']} and {config['epochs']}"
+        )
+    if not 0 < config["full_lr_factor"] <= 1:
+        raise ValueError(f"full_lr_factor must be in (0, 1], got {config['full_lr_factor']!r}")
 
 
 def build_model(config: dict[str, Any], image_shape, num_classes: int) -> keras.Model:
-    """The zoo model a config asks for, built for the dataset's image shape and classes."""
+    """The zoo model a config asks for, built for the dataset's image shape and classes.
+
+    A small model's output activation follows the loss (softmax for cross-entropy, raw scores for
+    the SVM hinge losses) unless the config sets `output_activation` itself.
+    """
+    options = _model_options(config)
+    if config["fine_tune"] is None:
+        options.setdefault("output_activation", loss_output_activation(config["loss"]))
     model = zoo.create(
-        config["model"],
-        input_shape=tuple(image_shape),
-        num_classes=num_classes,
-        **_model_options(config),
+        config["model"], input_shape=tuple(image_shape), num_classes=num_classes, **options
     )
     return synchronize_batch_norm(model) if config["sync_bn"] else model
 
 
-def compile_model(model: keras.Model, config: dict[str, Any], steps_per_epoch: int) -> None:
-    """Compiles with the config's optimizer (and schedule) and loss, tracking accuracy."""
-    from recipes.losses import get_loss
-    from recipes.optimizers import get_optimizer
-    from recipes.schedules import get_schedule
+def compile_model(
+    model: keras.Model, config: dict[str, Any], steps_per_epoch: int, lr_scale: float = 1.0
+) -> None:
+    """Compiles with the config's optimizer (and schedule) and loss, tracking accuracy.
 
+    Args:
+        model: the model to compile.
+        config: the run configuration.
+        steps_per_epoch: batches per epoch, for schedules given in epochs.
+        lr_scale: multiplies the learning rate (the lower rate of fine-tuning's second phase).
+    """
     learning_rate = get_schedule(
         config["lr_schedule"],
-        config["lr"],
+        config["lr"] * lr_scale,
         steps_per_epoch=steps_per_epoch,
         epochs=config["epochs"],
         warmup_epochs=config["warmup_epochs"],
@@ -125,17 +174,89 @@ def compile_model(model: keras.Model, config: dict[str, Any], steps_per_epoch: i
     )
 
 
+def _training_phases(config: dict[str, Any]) -> list[tuple[int, int, float]]:
+    """(first epoch, end epoch, learning-rate scale) of each training phase.
+
+    fine_tune="full" trains the new head on the frozen backbone first, then the unfrozen backbone
+    at a lower rate; everything else is one phase.
+    """
+    if config["fine_tune"] == "full":
+        return [
+            (0, config["head_epochs"], 1.0),
+            (config["head_epochs"], config["epochs"], config["full_lr_factor"]),
+        ]
+    return [(0, config["epochs"], 1.0)]
+
+
 def _write_curves(run_dir: Path, history: dict[str, list[float]]) -> None:
     for metric in ("loss", "accuracy"):
         if metric in history:
             plot_curves(history, metric, run_dir / f"{metric}.png")
 
 
+def _sanity_checks(config: dict[str, Any], train: Any, info: Any, run_dir: Path) -> None:
+    """--sanity: the course's checks before training (initial loss, regularization, overfitting
+    20 examples, learning-rate range test), written to sanity/ in the run directory."""
+    base_l2 = config["l2"] or 1e-3
+
+    def model_with_regularization(scale: float) -> keras.Model:
+        scaled = {**config, "l2": base_l2 * scale, "l1": (config["l1"] or 0.0) * scale}
+        if not scale:
+            scaled.update(dropout=0.0, input_dropout=0.0)
+        return build_model(scaled, info.image_shape, info.num_classes)
+
+    report = run_sanity_checks(
+        model_with_regularization,
+        train,
+        info.num_classes,
+        loss_name=config["loss"],
+        loss=get_loss(config["loss"]),
+        output_dir=run_dir / "sanity",
+    )
+    atomic_write_text(run_dir / "sanity" / "sanity.txt", report.render())
+    print(report.render())
+
+
+def _label_images(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """fine_tune="predict": labels every photo of the --dataset folder with ImageNet classes."""
+    paths = list_images(config["dataset"])
+    model = zoo.create(config["model"], **_model_options(config))
+    if config["dry_run"]:
+        print(_json(config))
+        model.summary()
+        return {}
+    labels = zoo.predict_labels(
+        model, paths, top_k=config["top_k"], class_index=config["class_index"]
+    )
+    rows = ["file,rank,wordnet_id,label,probability"]
+    predictions = {}
+    for path, top in zip(paths, labels, strict=True):
+        name = Path(path).name
+        predictions[name] = [
+            {"wordnet_id": wnid, "label": label, "probability": round(p, 6)}
+            for wnid, label, p in top
+        ]
+        rows += [
+            f"{name},{rank},{wnid},{label},{p:.6f}" for rank, (wnid, label, p) in enumerate(top, 1)
+        ]
+        print(f"{name}: " + ", ".join(f"{label} {p:.2f}" for _, label, p in top))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / CONFIG_FILE, _json(config))
+    atomic_write_text(run_dir / "predictions.csv", "\n".join(rows) + "\n")
+    atomic_write_text(run_dir / "predictions.json", _json(predictions))
+    print(f"predictions for {len(paths)} images in {run_dir}")
+    return {"predictions": predictions}
+
+
 def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     """Trains and evaluates one configuration; returns the metrics written to metrics.json."""
     strategy = strategy_from_config(config)
+    check_config(config)
     keras.utils.set_random_seed(config["seed"])
     run_dir = _run_dir(config, recipe, strategy)
+    if config["fine_tune"] == "predict":
+        return _label_images(config, run_dir)
+
     datasets, info = load_dataset(
         config["dataset"],
         data_dir=config["data_dir"],
@@ -145,7 +266,9 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         validation_fraction=config["validation_fraction"],
         seed=config["seed"],
         preprocessing=config["preprocessing"],
+        one_hot=loss_label_format(config["loss"]) != "sparse",
         balance_classes=config["balance_classes"],
+        augment=config["augment"],
     )
     datasets = shard_datasets(datasets)
     steps_per_epoch = math.ceil(info.split_sizes["train"] / config["batch_size"])
@@ -169,6 +292,8 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     atomic_write_text(run_dir / CONFIG_FILE, _json(config))
     atomic_write_text(run_dir / DATASET_FILE, _json(info.to_dict()))
 
+    if config["sanity"]:
+        _sanity_checks(config, datasets["train"], info, run_dir)
     epochs_done = state["epochs_done"] if state else 0
     guard = DivergenceGuard(learning_rate=config["lr"])
     checkpoint = RunCheckpoint(
@@ -184,29 +309,52 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         guard,
         checkpoint,
         keras.callbacks.TensorBoard(run_dir / "tensorboard", update_freq="epoch"),
+        *get_schedule_callbacks(config["lr_schedule"], **config["schedule_options"]),
     ]
+    if config["monitors"]:
+        monitoring_batch = take_monitoring_batch(datasets["validation"], config["batch_size"])
+        callbacks += build_monitors(
+            monitoring_batch, run_dir / "monitors", every_n_batches=config["monitor_every"]
+        )
+    epochs_at_start = epochs_done
     start = time.perf_counter()
-    if epochs_done < config["epochs"]:
+    for first_epoch, end_epoch, lr_scale in _training_phases(config):
+        if epochs_done >= end_epoch:
+            continue
+        if first_epoch > 0 and epochs_done == first_epoch:
+            unfrozen = zoo.unfreeze_backbone(model, config["unfreeze_blocks"])
+            print(f"Fine-tuning the backbone ({len(unfrozen)} blocks) at lr x {lr_scale:g}")
+            with strategy.scope():
+                compile_model(model, config, steps_per_epoch, lr_scale)
+                prepare_for_fit(model, datasets["train"])
         model.fit(
             datasets["train"],
             validation_data=datasets["validation"],
-            epochs=config["epochs"],
+            epochs=end_epoch,
             initial_epoch=epochs_done,
             callbacks=callbacks,
             verbose=config["verbose"],
+            shuffle=False,  # tf.data already shuffles the training split every epoch
         )
+        epochs_done = len(checkpoint.rows)
+        if guard.diverged:
+            break
     train_seconds = time.perf_counter() - start
     history = history_columns(checkpoint.rows)
     _write_curves(run_dir, history)
+    if checkpoint.rows:
+        findings = diagnose(history)
+        write_diagnosis(run_dir, findings)
+        print(format_findings(findings))
     if guard.diverged:
         raise TrainingDiverged(guard.diverged)
 
     test = model.evaluate(datasets["test"], verbose=0, return_dict=True)
-    trained_epochs = config["epochs"] - epochs_done
+    trained_epochs = epochs_done - epochs_at_start
     metrics = {
         "test_loss": float(test["loss"]),
         "test_accuracy": float(test["accuracy"]),
-        "epochs": len(checkpoint.rows),
+        "epochs": epochs_done,
         "wall_time_s": round(train_seconds, 2),
         "images_per_s": round(trained_epochs * info.split_sizes["train"] / train_seconds, 1)
         if trained_epochs and train_seconds > 0

@@ -41,6 +41,7 @@ ACTIVATIONS = (
     "linear",
 )
 NORMS = ("none", "batch", "group", "layer", "lrn", "weight")
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
 INITS = ("zeros", "constant", "small_random", "calibrated", "xavier", "he", "msra", "sparse")
 
 # The knob names and their library-wide defaults; a model overrides some via `knob_defaults`.
@@ -60,6 +61,7 @@ KNOB_DEFAULTS: dict[str, Any] = {
     "max_norm": None,
     "input_dropout": 0.0,
     "dropout": 0.0,
+    "output_activation": "softmax",
 }
 
 # The layers WeightNormalization reparametrizes; depthwise and locally connected ones stay plain.
@@ -117,6 +119,9 @@ class Knobs:
             after every update (Srebro & Shraibman 2005; Hinton et al. 2012).
         input_dropout: dropout rate on the model input.
         dropout: dropout rate on hidden layers (where each model places it).
+        output_activation: the classifier's last activation, one of `OUTPUT_ACTIVATIONS`:
+            softmax (probabilities, for cross-entropy), sigmoid (per-attribute probabilities),
+            or linear (raw scores, for the margin losses: multiclass SVM hinge and friends).
     """
 
     activation: str = KNOB_DEFAULTS["activation"]
@@ -134,11 +139,13 @@ class Knobs:
     max_norm: float | None = KNOB_DEFAULTS["max_norm"]
     input_dropout: float = KNOB_DEFAULTS["input_dropout"]
     dropout: float = KNOB_DEFAULTS["dropout"]
+    output_activation: str = KNOB_DEFAULTS["output_activation"]
 
     def __post_init__(self) -> None:
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("init", self.init, INITS)
+        _check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
         _check_range("alpha", self.alpha, 0.0)
         _check_range("init_stddev", self.init_stddev, 0.0)
         _check_range("init_value", self.init_value, -math.inf)
@@ -241,19 +248,23 @@ class Knobs:
         return self._nonlinearity(x, spatial=len(x.shape) == 4, name=name)
 
     def classifier(self, x: Any, num_classes: int, *, name: str = "predictions") -> Any:
-        """The softmax output layer: Dense(num_classes) with the init and weight penalties."""
+        """The output layer: Dense(num_classes) with the init and weight penalties, then
+        `output_activation`."""
         return keras.layers.Dense(
-            num_classes, activation="softmax", name=name, **self._kernel_kwargs("kernel", [0])
+            num_classes,
+            activation=self.output_activation,
+            name=name,
+            **self._kernel_kwargs("kernel", [0]),
         )(x)
 
     def conv_classifier(self, x: Any, num_classes: int, *, name: str = "predictions") -> Any:
-        """The all-convolutional output: 1x1 conv to one map per class, global average, softmax
-        (Lin et al. 2013; Springenberg et al. 2014)."""
+        """The all-convolutional output: 1x1 conv to one map per class, global average, then
+        `output_activation` (Lin et al. 2013; Springenberg et al. 2014)."""
         x = keras.layers.Conv2D(
             num_classes, 1, name=f"{name}_conv", **self._kernel_kwargs("kernel", [0, 1, 2])
         )(x)
         x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
-        return keras.layers.Activation("softmax", name=name)(x)
+        return keras.layers.Activation(self.output_activation, name=name)(x)
 
     def input_dropout_layer(self, x: Any) -> Any:
         """Dropout on the model input when `input_dropout` > 0."""

@@ -6,6 +6,7 @@ each class for the difference). Most code should go through `recipes.optimizers.
 """
 
 from recipes.optim.adadelta import TFTrainAdadelta
+from recipes.optim.adagrad import TFTrainAdagrad
 from recipes.optim.adagrad_da import AdagradDA
 from recipes.optim.adam import TFTrainAdam
 from recipes.optim.elementwise import ElementwiseOptimizer
@@ -21,6 +22,7 @@ __all__ = [
     "ProximalAdagrad",
     "ProximalGradientDescent",
     "TFTrainAdadelta",
+    "TFTrainAdagrad",
     "TFTrainAdam",
     "TFTrainFtrl",
     "TFTrainMomentum",

@@ -1,0 +1,196 @@
+"""Coarse-to-fine search: short runs over wide ranges, then longer runs around the best of them.
+
+The course's recipe for hyperparameter search: a first stage of few-epoch trials over wide ranges
+(learning rate and regularization sampled log-uniformly) finds the region worth training; a second
+stage runs fewer, longer trials in ranges narrowed around the best first-stage trials.
+
+Each stage is a KerasTuner project in the search directory, so running the same search again
+resumes it: finished trials are kept, an interrupted trial continues from its last epoch, and
+stage 2 starts once stage 1 is done. A search directory belongs to one search: resuming it with a
+different recipe, space or base configuration is refused; only the trial counts may change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from recipes.search.parallel import run_stage_parallel
+from recipes.search.report import TrialRecord, read_trials, write_reports
+from recipes.search.space import ParamSpec
+from recipes.search.stage import StagePlan, grid_size, read_plan, run_stage, write_plan
+from recipes.search.tuner import STRATEGIES
+
+DEFAULT_TRIALS = {1: 10, 2: 5}  # random search; grid search defaults to the whole grid
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """A whole search.
+
+    Args:
+        recipe: the recipe module's name.
+        specs: the stage-1 search space.
+        base_config: the recipe's resolved configuration the trials start from.
+        search_dir: the search directory (created; reused to resume).
+        strategy: "random" or "grid".
+        trials: stage-1 trials; None: 10 for random search, the whole grid for grid search.
+        stage2_trials: stage-2 trials; 0 skips stage 2; None: 5 (random) or the whole grid.
+        stage1_epochs: epochs of a stage-1 trial; None: a quarter of stage 2's, at least 1.
+        stage2_epochs: epochs of a stage-2 trial; None: the base configuration's epochs.
+        grid_points: points of a numeric range in grid search unless its spec gives some.
+        top_k: the best stage-1 trials stage 2 narrows around; None: a quarter of the completed
+            ones, at least 2.
+        widen: how far a narrowed range reaches past its best trials, as a fraction of their span.
+        workers: trials run at the same time (KerasTuner chief/worker processes when > 1).
+    """
+
+    recipe: str
+    specs: tuple[ParamSpec, ...]
+    base_config: dict[str, Any]
+    search_dir: Path
+    strategy: str = "random"
+    trials: int | None = None
+    stage2_trials: int | None = None
+    stage1_epochs: int | None = None
+    stage2_epochs: int | None = None
+    grid_points: int = 3
+    top_k: int | None = None
+    widen: float = 0.25
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown search {self.strategy!r}; expected one of {STRATEGIES}")
+        positive = {
+            "trials": self.trials,
+            "stage1_epochs": self.stage1_epochs,
+            "stage2_epochs": self.stage2_epochs,
+            "top_k": self.top_k,
+            "workers": self.workers,
+        }
+        for name, value in positive.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.stage2_trials is not None and self.stage2_trials < 0:
+            raise ValueError(f"stage2_trials must be >= 0, got {self.stage2_trials}")
+        if self.grid_points < 2:
+            raise ValueError(f"grid_points must be >= 2, got {self.grid_points}")
+        if self.widen < 0:
+            raise ValueError(f"widen must be >= 0, got {self.widen}")
+
+    @property
+    def epochs(self) -> dict[int, int]:
+        """The training epochs of each stage's trials."""
+        final = self.stage2_epochs or int(self.base_config["epochs"])
+        return {1: self.stage1_epochs or max(1, final // 4), 2: final}
+
+    def stage_trials(self, stage: int, plan: StagePlan) -> int:
+        """The number of trials of a stage; grid search never runs more than its grid."""
+        requested = self.trials if stage == 1 else self.stage2_trials
+        if self.strategy == "grid":
+            return min(requested or grid_size(plan), grid_size(plan))
+        return requested or DEFAULT_TRIALS[stage]
+
+    def plan(self, stage: int, specs: tuple[ParamSpec, ...] | list[ParamSpec]) -> StagePlan:
+        """The plan of a stage over `specs`, with its trial count resolved."""
+        plan = StagePlan(
+            recipe=self.recipe,
+            stage=stage,
+            strategy=self.strategy,
+            params=tuple(spec.to_text() for spec in specs),
+            epochs=self.epochs[stage],
+            max_trials=1,
+            grid_points=self.grid_points,
+            # KerasTuner takes a seed of 0 for "random"; these are never 0.
+            seed=int(self.base_config["seed"]) * 10 + stage,
+            # The JSON form, as every process reads it back from the plan file.
+            base_config=json.loads(json.dumps(self.base_config)),
+        )
+        return dataclasses.replace(plan, max_trials=self.stage_trials(stage, plan))
+
+
+def _start_stage(search_dir: Path, plan: StagePlan, compare: tuple[str, ...]) -> StagePlan:
+    """Writes a new stage's plan, or checks a started stage's plan against it and updates its trials.
+
+    Args:
+        compare: the fields a resumed stage must keep.
+    """
+    started = read_plan(search_dir, plan.stage)
+    if started is not None:
+        ignored = tuple(f.name for f in dataclasses.fields(plan) if f.name not in compare)
+        changed = started.differences(plan, ignore=ignored)
+        if changed:
+            raise ValueError(
+                f"{search_dir} holds a stage-{plan.stage} search with other settings "
+                f"({'; '.join(changed)}); resume it with the same settings or use another "
+                "--search-dir"
+            )
+        plan = dataclasses.replace(started, max_trials=plan.max_trials)
+    write_plan(search_dir, plan)
+    return plan
+
+
+def default_top_k(completed: int) -> int:
+    """A quarter of the completed stage-1 trials, at least 2 (when there are that many)."""
+    return min(completed, max(2, round(completed / 4)))
+
+
+def narrow(
+    specs: list[ParamSpec], records: list[TrialRecord], top_k: int | None, widen: float
+) -> list[ParamSpec]:
+    """The stage-2 space: each range narrowed around the `top_k` best completed trials."""
+    completed = sorted(
+        (r for r in records if r.val_accuracy is not None), key=lambda r: -r.val_accuracy
+    )
+    if not completed:
+        raise RuntimeError(
+            "stage 1 completed no trial (see trials.csv: all failed or diverged), so there is "
+            "nothing to narrow around; lower the learning-rate range and search again"
+        )
+    best = completed[: top_k or default_top_k(len(completed))]
+    for spec in specs:
+        if spec.at_edge(best[0].values[spec.name]):
+            print(
+                f"Note: the best stage-1 {spec.name}={best[0].values[spec.name]:.4g} lies at the "
+                f"edge of its range [{spec.low:g}, {spec.high:g}]: the best value may lie outside; "
+                "consider a wider range."
+            )
+    return [spec.narrowed([r.values[spec.name] for r in best], widen) for spec in specs]
+
+
+def _run(settings: SearchSettings, stage: int) -> None:
+    if settings.workers > 1:
+        run_stage_parallel(settings.search_dir, stage, settings.workers)
+    else:
+        run_stage(
+            settings.search_dir, stage, on_trial_done=lambda: write_reports(settings.search_dir)
+        )
+    write_reports(settings.search_dir)
+
+
+def run_search(settings: SearchSettings) -> TrialRecord | None:
+    """Runs (or resumes) both stages; returns the best trial (None if none completed).
+
+    The reports (trials.csv, scatter.png, best_config.yaml) are rebuilt after every trial in a
+    single-process search, and after each stage in a parallel one.
+    """
+    search_dir = settings.search_dir
+    search_dir.mkdir(parents=True, exist_ok=True)
+    compare = ("recipe", "strategy", "params", "epochs", "grid_points", "seed", "base_config")
+    stage1 = _start_stage(search_dir, settings.plan(1, settings.specs), compare)
+    _run(settings, 1)
+    if settings.stage2_trials == 0:
+        return write_reports(search_dir)
+    started = read_plan(search_dir, 2)
+    if started is None:
+        specs = narrow(stage1.specs, read_trials(search_dir), settings.top_k, settings.widen)
+    else:
+        # Stage 2's space was fixed when it started; more stage-1 trials do not move it.
+        specs = started.specs
+    # The narrowed space derives from stage 1, so a resumed stage 2 is checked on the rest only.
+    _start_stage(search_dir, settings.plan(2, specs), tuple(n for n in compare if n != "params"))
+    _run(settings, 2)
+    return write_reports(search_dir)

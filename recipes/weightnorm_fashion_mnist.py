@@ -1,0 +1,27 @@
+"""Weight-normalized CNN on Fashion-MNIST (Salimans & Kingma, 2016).
+
+LeNet-5 with every convolution and dense layer reparametrized as w = g * v / ||v||, with the
+paper's data-dependent initialization, trained with Adam; compare with --norm none or batch.
+Expected test accuracy: 0.89-0.91 on full Fashion-MNIST.
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from recipes.runner import recipe_main
+
+DEFAULTS = {
+    "model": "lenet5",
+    "dataset": "fashion_mnist",
+    "norm": "weight",
+    "optimizer": "adam",
+    "lr": 0.002,
+    "batch_size": 128,
+    "epochs": 10,
+}
+
+if __name__ == "__main__":
+    recipe_main("weightnorm_fashion_mnist", __doc__, DEFAULTS)

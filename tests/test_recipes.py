@@ -1,0 +1,277 @@
+"""Every recipe end to end through the shared runner, as a user runs them from the shell."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recipes.__main__ import list_recipes
+from recipes.data import load_dataset
+from recipes.runner import recipe_main
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = sorted(list_recipes())
+CIFAR_SHAPED = {
+    "alexnet_lrn_cifar10",
+    "vgg_small_cifar10",
+    "resnet20_cifar10",
+    "resnet20_groupnorm_small_batch",
+}
+
+
+def run_recipe(name: str, *flags: str) -> dict:
+    module = __import__(f"recipes.{name}", fromlist=["DEFAULTS"])
+    return recipe_main(name, module.__doc__, module.DEFAULTS, list(flags))
+
+
+@pytest.fixture(scope="module")
+def cifar_shaped_folder(tmp_path_factory) -> Path:
+    """32x32 RGB images in 3 class folders: small data of CIFAR-10's shape."""
+    root = tmp_path_factory.mktemp("cifar_like")
+    rng = np.random.default_rng(0)
+    for label, colour in enumerate(([200, 30, 30], [30, 200, 30], [30, 30, 200])):
+        (root / f"class{label}").mkdir()
+        for i in range(12):
+            image = np.clip(rng.normal(colour, 40, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+            (root / f"class{label}" / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    return root
+
+
+def test_recipe_listing():
+    expected = {
+        "lenet5_fashion_mnist",
+        "mlp_fashion_mnist",
+        "maxout_mlp_fashion_mnist",
+        "alexnet_lrn_cifar10",
+        "vgg_small_cifar10",
+        "resnet20_cifar10",
+        "resnet20_groupnorm_small_batch",
+        "finetune_imagenet",
+        "weightnorm_fashion_mnist",
+    }
+    assert expected <= set(RECIPES)
+    out = subprocess.run(
+        [sys.executable, "-m", "recipes"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    for name in expected:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_dry_run(name, tmp_path, capsys, cifar_shaped_folder):
+    dataset = str(cifar_shaped_folder) if name in CIFAR_SHAPED else "sample"
+    flags = ["--dataset", dataset, "--dry-run", "--out-dir", str(tmp_path / "run")]
+    if name == "finetune_imagenet":
+        flags += ["--weights", "none"]
+    assert run_recipe(name, *flags) == {}
+    out = capsys.readouterr().out
+    assert '"dry_run": true' in out and "Total params" in out
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RECIPES)
+def test_one_short_epoch(name, tmp_path, cifar_shaped_folder):
+    flags = ["--epochs", "1", "--out-dir", str(tmp_path), "--verbose", "0"]
+    if name in CIFAR_SHAPED:
+        flags += ["--dataset", str(cifar_shaped_folder), "--image-size", "32"]
+        flags += ["--batch-size", "8"]
+    elif name == "finetune_imagenet":
+        flags += ["--dataset", str(cifar_shaped_folder), "--weights", "none", "--fine-tune"]
+        flags += ["head", "--image-size", "32", "--batch-size", "8"]
+    else:
+        flags += ["--dataset", "sample", "--batch-size", "256"]
+    metrics = run_recipe(name, *flags)
+    assert metrics["epochs"] == 1 and 0.0 <= metrics["test_accuracy"] <= 1.0
+    for file in ("model.keras", "history.csv", "metrics.json", "config.json", "loss.png"):
+        assert (tmp_path / file).is_file(), file
+    assert (tmp_path / "checkpoints" / "best.keras").is_file()
+    assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_lenet5_end_to_end_outputs_and_reload(tmp_path):
+    metrics = run_recipe(
+        "lenet5_fashion_mnist",
+        "--dataset",
+        "sample",
+        "--epochs",
+        "3",
+        "--out-dir",
+        str(tmp_path),
+        "--verbose",
+        "0",
+    )
+    assert metrics["test_accuracy"] > 0.6  # chance is 0.1
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert saved["epochs"] == 3 and saved["wall_time_s"] > 0
+    assert saved["dataset"]["name"] == "sample"
+    assert json.loads((tmp_path / "config.json").read_text())["model"] == "lenet5"
+    assert len((tmp_path / "history.csv").read_text().strip().splitlines()) == 4
+
+    model = keras.models.load_model(tmp_path / "model.keras")
+    test, _ = load_dataset("sample", "test", batch_size=100)
+    images = next(iter(test))[0]
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        model.predict(images, verbose=0), reloaded.predict(images, verbose=0), rtol=1e-6
+    )
+    accuracy = reloaded.evaluate(test, verbose=0, return_dict=True)["accuracy"]
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
+        run_recipe("lenet5_fashion_mnist", "--dataset", "sample", "--out-dir", str(tmp_path))
+    assert (tmp_path / "config.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epochs", "0"], "epochs must be a positive integer"),
+        (["--lr", "-0.1"], "lr must be positive"),
+        (["--model", "lenet"], "lenet5"),
+        (["--optimizer", "sgdd"], "sgdd"),
+        (["--loss", "hinge_svm"], "Unknown loss 'hinge_svm'"),
+        (["--augment", "flip_x"], "flip_x"),
+        (["--fine-tune", "head"], "use --preprocessing none"),
+        (["--resume"], "--resume needs --out-dir"),
+    ],
+)
+def test_bad_flags_give_clear_errors(flags, message, tmp_path):
+    with pytest.raises((ValueError, KeyError)) as error:
+        run_recipe("lenet5_fashion_mnist", "--dataset", "sample", "--dry-run", *flags)
+    assert message in str(error.value)
+
+
+def test_unknown_flag_exits_with_usage(capsys):
+    with pytest.raises(SystemExit):
+        run_recipe("lenet5_fashion_mnist", "--learning-rate", "0.1")
+    assert "unrecognized arguments: --learning-rate" in capsys.readouterr().err
+
+
+def test_runs_as_a_script(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "recipes/lenet5_fashion_mnist.py", "--dataset", "sample", "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '"model": "lenet5"' in result.stdout
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path):
+    """A real training process killed with SIGKILL mid-run resumes to the full epoch count."""
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "recipes.lenet5_fashion_mnist",
+        "--dataset",
+        "sample",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--out-dir",
+        str(run_dir),
+        "--verbose",
+        "0",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    state_file = run_dir / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if state_file.is_file() and json.loads(state_file.read_text())["epochs_done"] >= 1:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = json.loads(state_file.read_text())["epochs_done"]
+    assert 1 <= done < 4
+    assert not (run_dir / "model.keras").exists()
+
+    result = subprocess.run(
+        [*command, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"Resuming {run_dir} after epoch {done}" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 4
+    lines = (run_dir / "history.csv").read_text().strip().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4"]
+    keras.models.load_model(run_dir / "model.keras")
+
+
+def test_divergence_stops_the_run_with_advice(tmp_path):
+    from recipes.divergence import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="learning rate is probably too high"):
+        run_recipe(
+            "mlp_fashion_mnist",
+            "--dataset",
+            "sample",
+            "--epochs",
+            "2",
+            "--lr",
+            "1e4",
+            "--out-dir",
+            str(tmp_path),
+            "--verbose",
+            "0",
+        )
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_config_file_defaults(tmp_path):
+    config = tmp_path / "best.yaml"
+    config.write_text("epochs: 1\nbatch_size: 512\nactivation: tanh\n")
+    metrics = run_recipe(
+        "mlp_fashion_mnist",
+        "--dataset",
+        "sample",
+        "--config",
+        str(config),
+        "--out-dir",
+        str(tmp_path / "run"),
+        "--verbose",
+        "0",
+    )
+    assert metrics["epochs"] == 1
+    assert metrics["config"]["activation"] == "tanh" and metrics["config"]["batch_size"] == 512
+
+
+def test_margin_loss_gets_a_linear_output_layer(tmp_path):
+    metrics = run_recipe(
+        "mlp_fashion_mnist",
+        "--dataset",
+        "sample",
+        "--epochs",
+        "2",
+        "--loss",
+        "svm_hinge",
+        "--out-dir",
+        str(tmp_path),
+        "--verbose",
+        "0",
+    )
+    model = keras.models.load_model(tmp_path / "model.keras")
+    assert model.layers[-1].get_config()["activation"] == "linear"
+    assert metrics["test_accuracy"] > 0.5

@@ -1,0 +1,81 @@
+"""Command line: list and describe models, label images with an ImageNet backbone.
+
+python -m zoo list [PATTERN]
+python -m zoo describe NAME
+python -m zoo predict NAME IMAGE... [--weights W] [--class-index FILE] [--top-k K]
+                                    [--option alpha=0.25] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import zoo
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """Parse KEY=VALUE; VALUE as a Python literal when it is one (0.25, True, None), else text."""
+    key, separator, value = text.partition("=")
+    if not separator or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="list registered model names")
+    listing.add_argument("pattern", nargs="?", help='shell-style filter, e.g. "resnet*"')
+    describing = commands.add_parser("describe", help="a model's options, paper and size")
+    describing.add_argument("name")
+    predicting = commands.add_parser("predict", help="top-k ImageNet labels for image files")
+    predicting.add_argument("name", help="a backbone name, e.g. mobilenet")
+    predicting.add_argument("images", nargs="+", help="image files")
+    predicting.add_argument("--weights", default="imagenet", help='"imagenet" or a weights file')
+    predicting.add_argument(
+        "--class-index", help="ImageNet class index JSON (needed offline; Keras downloads its own)"
+    )
+    predicting.add_argument("--top-k", type=int, default=5)
+    predicting.add_argument(
+        "--option", type=_option, action="append", default=[], help="backbone option KEY=VALUE"
+    )
+    predicting.add_argument("--json", action="store_true", help="one JSON object per image")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "list":
+        print("\n".join(zoo.list_models(arguments.pattern)))
+    elif arguments.command == "describe":
+        info = zoo.describe(arguments.name)
+        print(json.dumps({key: value for key, value in info.items() if key != "doc"}, indent=2))
+        print(info["doc"])
+    else:
+        results = zoo.predict_labels(
+            arguments.name,
+            arguments.images,
+            top_k=arguments.top_k,
+            class_index=arguments.class_index,
+            weights=arguments.weights,
+            **dict(arguments.option),
+        )
+        for image, labels in zip(arguments.images, results, strict=True):
+            if arguments.json:
+                print(json.dumps({"image": image, "labels": labels}))
+            else:
+                print(image + ": " + ", ".join(f"{name} {p:.3f}" for _, name, p in labels))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
