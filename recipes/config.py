@@ -57,6 +57,9 @@ BASE_DEFAULTS: dict[str, Any] = {
     "sanity": False,
     "monitors": False,
     "monitor_every": None,
+    "strategy": "default",
+    "sync_bn": False,
+    "cpu_replicas": None,
     # Model knobs: None leaves the model's own default (see `zoo.knobs.KNOB_DEFAULTS`).
     **dict.fromkeys(KNOB_DEFAULTS),
 }
@@ -125,6 +128,17 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     run.add_argument("--sanity", action="store_true", help="sanity checks before training")
     run.add_argument("--monitors", action="store_true", help="dead ReLU/update ratio/... monitors")
     run.add_argument("--monitor-every", type=int, help="monitor every N batches (default: epoch)")
+
+    distribute = parser.add_argument_group("distribution (see docs/distributed.md)")
+    distribute.add_argument(
+        "--strategy", help="default | mirrored | multi_worker | tpu (--batch-size is global)"
+    )
+    distribute.add_argument(
+        "--sync-bn", action="store_true", help="synchronize BatchNorm statistics across replicas"
+    )
+    distribute.add_argument(
+        "--cpu-replicas", type=int, help="mirrored on a CPU: split it into N logical devices"
+    )
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", help="sample | TFDS name | folder of class sub-folders")

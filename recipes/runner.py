@@ -43,6 +43,15 @@ from recipes.checkpoints import (
 from recipes.config import resolve_config
 from recipes.data import load_dataset
 from recipes.diagnosis import diagnose, format_findings, write_diagnosis
+from recipes.distribute import (
+    discard_worker_outputs,
+    fault_tolerance_callbacks,
+    prepare_for_fit,
+    shard_datasets,
+    strategy_from_config,
+    synchronize_batch_norm,
+    worker_output_dir,
+)
 from recipes.divergence import DivergenceGuard, TrainingDiverged
 from recipes.files import atomic_save_model, atomic_write_text
 from recipes.image_folder import list_images
@@ -64,14 +73,17 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def _run_dir(config: dict[str, Any], recipe: str) -> Path:
-    """The run directory: new for a fresh run, existing (with a saved state) for --resume."""
+def _run_dir(config: dict[str, Any], recipe: str, strategy) -> Path:
+    """The run directory: new for a fresh run, existing (with a saved state) for --resume.
+
+    Under multi-worker training a non-chief worker gets its own temporary directory instead.
+    """
     if config["out_dir"] is None:
         if config["resume"]:
             raise ValueError("--resume needs --out-dir: the run directory to continue")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return Path("runs") / recipe / stamp
-    run_dir = Path(config["out_dir"])
+    run_dir = worker_output_dir(config["out_dir"], strategy)
     if config["resume"]:
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} missing)")
@@ -128,9 +140,10 @@ def build_model(config: dict[str, Any], image_shape, num_classes: int) -> keras.
     options = _model_options(config)
     if config["fine_tune"] is None:
         options.setdefault("output_activation", loss_output_activation(config["loss"]))
-    return zoo.create(
+    model = zoo.create(
         config["model"], input_shape=tuple(image_shape), num_classes=num_classes, **options
     )
+    return synchronize_batch_norm(model) if config["sync_bn"] else model
 
 
 def compile_model(
@@ -237,9 +250,10 @@ def _label_images(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
 
 def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     """Trains and evaluates one configuration; returns the metrics written to metrics.json."""
+    strategy = strategy_from_config(config)
     check_config(config)
     keras.utils.set_random_seed(config["seed"])
-    run_dir = _run_dir(config, recipe)
+    run_dir = _run_dir(config, recipe, strategy)
     if config["fine_tune"] == "predict":
         return _label_images(config, run_dir)
 
@@ -256,14 +270,17 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         balance_classes=config["balance_classes"],
         augment=config["augment"],
     )
+    datasets = shard_datasets(datasets)
     steps_per_epoch = math.ceil(info.split_sizes["train"] / config["batch_size"])
     state = read_state(run_dir) if config["resume"] else None
-    if state is not None:
-        model = keras.models.load_model(run_dir / LAST_MODEL)
-        print(f"Resuming {run_dir} after epoch {state['epochs_done']}")
-    else:
-        model = build_model(config, info.image_shape, info.num_classes)
-        compile_model(model, config, steps_per_epoch)
+    with strategy.scope():
+        if state is not None:
+            model = keras.models.load_model(run_dir / LAST_MODEL)
+            print(f"Resuming {run_dir} after epoch {state['epochs_done']}")
+        else:
+            model = build_model(config, info.image_shape, info.num_classes)
+            compile_model(model, config, steps_per_epoch)
+        prepare_for_fit(model, datasets["train"])
 
     if config["dry_run"]:
         print(_json(config))
@@ -288,6 +305,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         divergence_guard=guard,
     )
     callbacks = [
+        *fault_tolerance_callbacks(run_dir, strategy),
         guard,
         checkpoint,
         keras.callbacks.TensorBoard(run_dir / "tensorboard", update_freq="epoch"),
@@ -306,7 +324,9 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         if first_epoch > 0 and epochs_done == first_epoch:
             unfrozen = zoo.unfreeze_backbone(model, config["unfreeze_blocks"])
             print(f"Fine-tuning the backbone ({len(unfrozen)} blocks) at lr x {lr_scale:g}")
-            compile_model(model, config, steps_per_epoch, lr_scale)
+            with strategy.scope():
+                compile_model(model, config, steps_per_epoch, lr_scale)
+                prepare_for_fit(model, datasets["train"])
         model.fit(
             datasets["train"],
             validation_data=datasets["validation"],
@@ -350,6 +370,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
         f"after {metrics['epochs']} epochs; outputs in {run_dir}"
     )
+    discard_worker_outputs(run_dir, strategy)
     return metrics
 
 

@@ -1,0 +1,318 @@
+"""Distributed training: strategy names, TF_CONFIG roles, outputs per worker, sync-BN, and real
+runs on MirroredStrategy (2 logical CPU devices) and MultiWorkerMirroredStrategy (2 processes)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from recipes.config import BASE_DEFAULTS, resolve_config
+from recipes.distribute import (
+    STRATEGY_NAMES,
+    ClusterRole,
+    canonical_strategy_name,
+    cluster_role,
+    configure_cpu_replicas,
+    discard_worker_outputs,
+    fault_tolerance_callbacks,
+    is_chief,
+    make_tf_config,
+    parse_tf_config,
+    shard_datasets,
+    strategy_from_config,
+    synchronize_batch_norm,
+    worker_output_dir,
+)
+from recipes.lenet5_fashion_mnist import DEFAULTS as LENET5_RECIPE
+from recipes.optimizers import OPTIMIZER_NAMES
+from recipes.runner import run
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Weights after the same training on one device and on several replicas differ only by the
+# order of floating-point sums (per-replica gradients added up instead of one batch's gradient).
+WEIGHT_TOLERANCE = 5e-4
+OPTIMIZER_TOLERANCE = 1e-5
+SMALL_RUN = {
+    "dataset": "sample",
+    "validation_fraction": 0.8,
+    "batch_size": 64,
+    "epochs": 1,
+    "verbose": 0,
+    "seed": 3,
+}
+
+
+def max_weight_difference(a: keras.Model, b: keras.Model) -> float:
+    assert len(a.weights) == len(b.weights)
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+        for x, y in zip(a.get_weights(), b.get_weights(), strict=True)
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Names and TF_CONFIG
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("default", "default"), ("Mirrored", "mirrored"), ("multi-worker", "multi_worker")],
+)
+def test_strategy_names_are_case_and_dash_insensitive(given, expected):
+    assert canonical_strategy_name(given) == expected
+
+
+def test_unknown_strategy_lists_the_valid_names():
+    with pytest.raises(ValueError, match="Unknown strategy 'horovod'") as error:
+        canonical_strategy_name("horovod")
+    for name in STRATEGY_NAMES:
+        assert name in str(error.value)
+
+
+def test_parameter_server_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match="ParameterServerStrategy.*multi_worker"):
+        canonical_strategy_name("parameter_server")
+
+
+def test_worker_zero_is_chief_without_a_chief_task():
+    addresses = ["127.0.0.1:2222", "127.0.0.1:2223"]
+    roles = [parse_tf_config(make_tf_config(addresses, i)) for i in range(2)]
+    assert roles[0] == ClusterRole("worker", 0, 2, has_chief_task=False)
+    assert [role.is_chief for role in roles] == [True, False]
+    assert roles[1].worker_dir_name == "workertemp_worker_1"
+
+
+def test_chief_task_is_chief_and_counts_as_a_worker():
+    cluster = {"chief": ["a:1"], "worker": ["b:1", "c:1"]}
+    chief = parse_tf_config(json.dumps({"cluster": cluster, "task": {"type": "chief"}}))
+    worker0 = parse_tf_config(
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    )
+    assert chief.is_chief and chief.num_workers == 3
+    assert not worker0.is_chief
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"task": {"type": "worker", "index": 0}}', 'needs "cluster"'),
+        ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker"}}', "list of"),
+        ('{"cluster": {"worker": ["a:1"]}}', 'needs "task"'),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps"}}', "task type 'ps'"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "range"),
+        ('{"cluster": {"chief": ["a:1", "b:1"]}, "task": {"type": "chief"}}', 'one "chief"'),
+    ],
+)
+def test_malformed_tf_config_is_rejected_with_the_reason(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_tf_config(text)
+
+
+def test_cluster_role_reads_the_environment():
+    assert cluster_role({}) is None
+    environ = {"TF_CONFIG": make_tf_config(["h:1", "h:2"], 1)}
+    assert cluster_role(environ) == ClusterRole("worker", 1, 2, has_chief_task=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration and single-process behaviour
+
+
+def test_flags_reach_the_config():
+    config = resolve_config(
+        {}, ["--strategy", "mirrored", "--sync-bn", "--cpu-replicas", "2"], "p", "d"
+    )
+    assert (config["strategy"], config["sync_bn"], config["cpu_replicas"]) == ("mirrored", True, 2)
+    assert (BASE_DEFAULTS["strategy"], BASE_DEFAULTS["sync_bn"]) == ("default", False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"strategy": "default", "cpu_replicas": 2}, "--cpu-replicas.*mirrored"),
+        ({"strategy": "multi_worker", "out_dir": None}, "needs --out-dir"),
+        ({"strategy": "multi_worker", "out_dir": "runs/x"}, "needs the TF_CONFIG"),
+        ({"strategy": "nccl"}, "Accepted: default, mirrored"),
+    ],
+)
+def test_bad_strategy_configs_fail_before_anything_runs(monkeypatch, overrides, message):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match=message):
+        strategy_from_config({**BASE_DEFAULTS, **overrides})
+
+
+def test_cpu_replicas_after_tensorflow_started_explain_what_to_do():
+    tf.constant(1.0)  # TensorFlow's devices are initialized from here on
+    with pytest.raises(RuntimeError, match="fresh process"):
+        configure_cpu_replicas(3)
+    with pytest.raises(ValueError, match="positive integer"):
+        configure_cpu_replicas(0)
+
+
+def test_default_strategy_writes_to_the_run_dir_and_keeps_it(tmp_path):
+    strategy = strategy_from_config(BASE_DEFAULTS)
+    assert is_chief(strategy)
+    assert worker_output_dir(tmp_path, strategy) == tmp_path
+    assert fault_tolerance_callbacks(tmp_path, strategy) == []
+    discard_worker_outputs(tmp_path, strategy)
+    assert tmp_path.is_dir()
+
+
+def test_pipelines_are_sharded_by_data():
+    datasets = shard_datasets({"train": tf.data.Dataset.range(8).batch(2)})
+    policy = datasets["train"].options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_sync_bn_rewrites_every_batchnorm_and_keeps_weights(tmp_path):
+    model = zoo.create("lenet5", input_shape=(28, 28, 1), num_classes=10, norm="batch")
+    synced = synchronize_batch_norm(model)
+    norms = [layer for layer in synced.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) >= 3 and all(layer.synchronized for layer in norms)
+    assert max_weight_difference(model, synced) == 0.0
+    synced.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    assert all(
+        layer.synchronized
+        for layer in reloaded.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+
+
+def test_sync_bn_leaves_models_without_batchnorm_alone():
+    model = zoo.create("mlp", input_shape=(28, 28, 1), num_classes=10, width=8)
+    assert synchronize_batch_norm(model) is model
+
+
+# ------------------------------------------------------------------------------------------------
+# Real distributed runs
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_cpu_replicas_matches_one_device(tmp_path):
+    """Same global batch and seed: MirroredStrategy ends with the default strategy's weights."""
+    batch_norm = {**SMALL_RUN, "model": "lenet5", "norm": "batch", "optimizer": "Momentum"}
+    mirrored = {"strategy": "mirrored", "cpu_replicas": 2}
+    spec = {
+        "cpu_replicas": 2,
+        "out_dir": str(tmp_path),
+        "runs": {
+            "default": batch_norm,
+            "mirrored_sync_bn": {**batch_norm, **mirrored, "sync_bn": True},
+            "mirrored_local_bn": {**batch_norm, **mirrored},
+        },
+        "optimizers": list(OPTIMIZER_NAMES),
+    }
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tests" / "mirrored_cases.py"), str(spec_path)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    def final_model(name: str) -> keras.Model:
+        return keras.models.load_model(tmp_path / name / "model.keras", compile=False)
+
+    one_device = final_model("default")
+    assert max_weight_difference(one_device, final_model("mirrored_sync_bn")) < WEIGHT_TOLERANCE
+    # Without synchronization each replica normalizes with its half-batch statistics: a
+    # different training, which is what --sync-bn is for.
+    assert max_weight_difference(one_device, final_model("mirrored_local_bn")) > 0.01
+
+    # Every custom layer, trained with every tf.train optimizer, on one device and mirrored.
+    weights = np.load(tmp_path / "optimizers.npz")
+    for name in spec["optimizers"]:
+        for key in [k for k in weights.files if k.startswith(f"{name}/default/")]:
+            np.testing.assert_allclose(
+                weights[key.replace("/default/", "/mirrored/")],
+                weights[key],
+                atol=OPTIMIZER_TOLERANCE,
+                err_msg=f"{name} under MirroredStrategy",
+            )
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the OS reports free (bound to port 0, then released for the workers to take)."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+@pytest.mark.slow
+def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
+    """Two real worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy."""
+    config = {
+        **SMALL_RUN,
+        "model": "mlp",
+        "model_options": {"width": 32},
+        "norm": "group",
+        "activation": "maxout",
+        "optimizer": "RMSProp",
+        "lr": 0.001,
+    }
+    flags = [
+        "--strategy", "multi_worker",
+        "--model", config["model"],
+        "--model-option", "width=32",
+        "--norm", config["norm"],
+        "--activation", config["activation"],
+        "--optimizer", config["optimizer"],
+        "--out-dir", str(tmp_path / "cluster"),
+    ]  # fmt: skip
+    for key in ("lr", "dataset", "validation_fraction", "batch_size", "epochs", "seed", "verbose"):
+        flags += [f"--{key.replace('_', '-')}", str(config[key])]
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = []
+    for index, log in enumerate(logs):
+        env = {
+            **os.environ,
+            "TF_CONFIG": make_tf_config(addresses, index),
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        with open(log, "w") as out:
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "recipes.lenet5_fashion_mnist", *flags],
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    try:
+        codes = [worker.wait(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+
+    run_dir = tmp_path / "cluster"
+    assert not (run_dir / "workertemp_worker_1").exists()
+    assert not (run_dir / "checkpoints" / "backup").exists()  # BackupAndRestore cleaned up
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and (run_dir / "loss.png").is_file()
+    # The two workers each took half of every global batch of 64: the same training as one
+    # device with batches of 64.
+    run({**BASE_DEFAULTS, **LENET5_RECIPE, **config, "out_dir": str(tmp_path / "one_device")})
+    one_device = keras.models.load_model(tmp_path / "one_device" / "model.keras")
+    chief_model = keras.models.load_model(run_dir / "model.keras")  # with its optimizer and loss
+    assert chief_model.optimizer.__class__ is one_device.optimizer.__class__
+    assert max_weight_difference(chief_model, one_device) < WEIGHT_TOLERANCE
