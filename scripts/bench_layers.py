@@ -3,8 +3,8 @@
     python scripts/bench_layers.py [--quick]
 
 Every pair runs under `tf.function` on the same inputs, forward and
-forward+backward (gradients with respect to the inputs and all trainable
-weights), alternating ours and the reference over several repeats and keeping
+forward+backward (the summed output and its gradients with respect to the
+inputs and all trainable weights), alternating ours and the reference over several repeats and keeping
 the best time of each: the minimum over many short samples is the least
 disturbed by other processes, and alternating exposes both to the same load.
 `run_benchmarks(quick)` returns the rows for an umbrella benchmark script.
@@ -31,7 +31,15 @@ import layers
 
 
 def _step(forward: Callable, variables: list, backward: bool) -> Callable:
-    """A compiled forward (or forward+backward) pass of `forward` on a fixed input."""
+    """A compiled forward (or forward+backward) pass of `forward` on a fixed input.
+
+    The backward step returns the loss with the gradients, as a training step
+    does. Returning only the gradients would let TensorFlow prune the forward
+    pass of any layer whose gradient does not need its outputs: with a summed
+    loss, a plain `Dense`'s gradients are `ones @ W^T` and `x^T @ ones`, so its
+    forward matmul would never run and the reference would time a backward
+    pass alone against our forward+backward.
+    """
 
     @tf.function
     def run(x):
@@ -40,7 +48,7 @@ def _step(forward: Callable, variables: list, backward: bool) -> Callable:
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(forward(x))
-        return tape.gradient(loss, [x, *variables])
+        return loss, tape.gradient(loss, [x, *variables])
 
     return run
 
