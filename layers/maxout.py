@@ -2,10 +2,47 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 from keras import ops
 
 from layers import _validation
+
+
+def _max_over_pieces(values, num_pieces: int, axis: int):
+    """The maximum over `num_pieces` contiguous blocks of `axis`, with a hand-written gradient.
+
+    The forward pass is an element-wise maximum of the blocks. Autodiff of
+    that chain routes the gradient back through every `maximum` (a comparison,
+    a zero tensor and two selects each) and concatenates the blocks' gradients;
+    the closed form needs one comparison of the input, viewed as
+    `(..., num_pieces, units, ...)`, with the output, and one multiply. Ties
+    share the gradient equally, as TensorFlow's `reduce_max` gradient does.
+    `axis` must be non-negative.
+    """
+
+    @ops.custom_gradient
+    def maximum(values):
+        outputs = functools.reduce(ops.maximum, ops.split(values, num_pieces, axis=axis))
+
+        def gradient(*args, upstream=None):
+            upstream = args[0] if upstream is None else upstream
+            shape = ops.shape(values)
+            grouped_shape = (
+                *shape[:axis],
+                num_pieces,
+                shape[axis] // num_pieces,
+                *shape[axis + 1 :],
+            )
+            grouped = ops.reshape(values, grouped_shape)
+            hits = ops.cast(ops.equal(grouped, ops.expand_dims(outputs, axis)), upstream.dtype)
+            share = upstream / ops.sum(hits, axis=axis)
+            return ops.reshape(hits * ops.expand_dims(share, axis), shape)
+
+        return outputs, gradient
+
+    return maximum(values)
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -107,11 +144,7 @@ class Maxout(keras.layers.Layer):
             pieces = ops.matmul(inputs, self.kernel)
             if self.bias is not None:
                 pieces = pieces + self.bias
-        blocks = ops.split(pieces, self.num_pieces, axis=self.axis % len(pieces.shape))
-        outputs = blocks[0]
-        for block in blocks[1:]:
-            outputs = ops.maximum(outputs, block)
-        return outputs
+        return _max_over_pieces(pieces, self.num_pieces, self.axis % len(pieces.shape))
 
     def compute_output_shape(self, input_shape):
         output_shape = list(input_shape)

@@ -3,8 +3,8 @@
     python scripts/bench_layers.py [--quick]
 
 Every pair runs under `tf.function` on the same inputs, forward and
-forward+backward (gradients with respect to the inputs and all trainable
-weights), alternating ours and the reference over several repeats and keeping
+forward+backward (a loss on the output and its gradients with respect to
+the inputs and all trainable weights), alternating ours and the reference over several repeats and keeping
 the best time of each: the minimum over many short samples is the least
 disturbed by other processes, and alternating exposes both to the same load.
 `run_benchmarks(quick)` returns the rows for an umbrella benchmark script.
@@ -31,7 +31,16 @@ import layers
 
 
 def _step(forward: Callable, variables: list, backward: bool) -> Callable:
-    """A compiled forward (or forward+backward) pass of `forward` on a fixed input."""
+    """A compiled forward (or forward+backward) pass of `forward` on a fixed input.
+
+    The backward step returns the loss with the gradients, as a training step
+    does, and the loss (half the sum of squares) has a gradient that depends
+    on the outputs, as every real loss does. With a plain sum and only the
+    gradients returned, a `Dense` reference's gradients are `ones @ W^T`,
+    `x^T @ ones` and a constant bias gradient: TensorFlow would prune its
+    forward matmul and constant-fold the bias reduction, timing less than a
+    training step does.
+    """
 
     @tf.function
     def run(x):
@@ -39,8 +48,8 @@ def _step(forward: Callable, variables: list, backward: bool) -> Callable:
             return forward(x)
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss = tf.reduce_sum(forward(x))
-        return tape.gradient(loss, [x, *variables])
+            loss = 0.5 * tf.reduce_sum(tf.square(forward(x)))
+        return loss, tape.gradient(loss, [x, *variables])
 
     return run
 

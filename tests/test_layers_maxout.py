@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from layers import Maxout
 
@@ -31,6 +32,49 @@ def test_dense_form_is_the_max_over_linear_pieces():
     pieces = x @ layer.kernel.numpy() + layer.bias.numpy()
     assert layer.kernel.shape == (7, 12)
     np.testing.assert_allclose(output, _maxout_numpy(pieces, 4, -1), rtol=1e-6)
+
+
+def _input_gradient(function, x, upstream):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = function(x)
+    return tape.gradient(outputs, x, output_gradients=upstream).numpy()
+
+
+def _reduce_max_over_pieces(x, pieces, axis):
+    """Autodiff reference: the same grouping, as a `reduce_max` over a pieces axis."""
+    shape = x.shape
+    grouped = tf.reshape(x, (*shape[:axis], pieces, shape[axis] // pieces, *shape[axis + 1 :]))
+    return tf.reduce_max(grouped, axis=axis)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize(("shape", "pieces", "axis"), [((3, 4, 12), 3, 2), ((3, 6, 2, 5), 2, 1)])
+def test_input_gradient_matches_autodiff_of_reduce_max(shape, pieces, axis, jit_compile):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=shape).astype("float32")
+    layer = Maxout(pieces, axis=axis)
+    upstream = tf.constant(rng.normal(size=layer.compute_output_shape(shape)).astype("float32"))
+    # An unknown batch size exercises the dynamic shapes of the hand-written gradient.
+    spec = tf.TensorSpec((None, *shape[1:]), tf.float32)
+
+    @tf.function(input_signature=[spec], jit_compile=jit_compile)
+    def gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x)
+        return tape.gradient(outputs, x, output_gradients=upstream)
+
+    expected = _input_gradient(lambda x: _reduce_max_over_pieces(x, pieces, axis), x, upstream)
+    np.testing.assert_allclose(gradient(tf.constant(x)), expected, rtol=1e-6)
+
+
+def test_tied_pieces_share_the_gradient_equally():
+    x = np.zeros((2, 6), "float32")  # every unit's 3 pieces tie, as after a ReLU
+    upstream = np.arange(4, dtype="float32").reshape(2, 2)
+    gradient = _input_gradient(Maxout(3), x, upstream)
+    np.testing.assert_allclose(gradient, np.tile(upstream / 3, (1, 3)), rtol=1e-6)
 
 
 def test_dense_form_without_bias_has_only_a_kernel():
