@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from recipes.optim.elementwise import ElementwiseOptimizer
+from recipes.optim.proximal_operator import soft_threshold
 from recipes.optim.validation import check_real
 
 
@@ -88,8 +89,7 @@ class AdagradDA(ElementwiseOptimizer):
         denominator = l2 * (global_step * learning_rate) + ops.sqrt(squared_sum)
         if self.l1_regularization_strength > 0:
             l1 = self._constant(self.l1_regularization_strength, variable)
-            shrunk = ops.maximum(ops.abs(gradient_sum) - global_step * l1, 0.0)
-            numerator = -learning_rate * ops.sign(gradient_sum) * shrunk
+            numerator = -learning_rate * soft_threshold(gradient_sum, global_step * l1)
         else:
             numerator = -(learning_rate * gradient_sum)
         new_slots = {

@@ -12,6 +12,15 @@ import tensorflow as tf
 from keras import ops
 
 
+def soft_threshold(x: tf.Tensor, threshold: tf.Tensor) -> tf.Tensor:
+    """`sign(x) * max(|x| - threshold, 0)`, computed as `x - clip(x, -threshold, threshold)`.
+
+    The two are equal bit for bit (up to the sign of zero) and the second takes three kernels
+    instead of five, which matters when each op is its own kernel launch.
+    """
+    return x - ops.clip(x, -threshold, threshold)
+
+
 def proximal_l1_l2(prox: tf.Tensor, step: tf.Tensor, l1: float, l2: float) -> tf.Tensor:
     """Applies the l1/l2 proximal operator to `prox` with step size `step` (scalar or per element).
 
@@ -20,8 +29,7 @@ def proximal_l1_l2(prox: tf.Tensor, step: tf.Tensor, l1: float, l2: float) -> tf
     exact identities.
     """
     if l1 > 0:
-        threshold = step * ops.cast(l1, prox.dtype)
-        prox = ops.sign(prox) * ops.maximum(ops.abs(prox) - threshold, 0.0)
+        prox = soft_threshold(prox, step * ops.cast(l1, prox.dtype))
     if l2 > 0:
         prox = prox / (1.0 + ops.cast(l2, prox.dtype) * step)
     return prox
