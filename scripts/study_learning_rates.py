@@ -47,7 +47,7 @@ def describe(name: str, run: StudyRun) -> str:
         text += " (exploded)"
     text += f", reaches {min(losses):.3f} at best and ends at {losses[-1]:.3f}"
     if abs(losses[-1] - CHANCE_LOSS) < 0.05:
-        text += " (chance level: the units died and the network outputs a constant)"
+        text += " (back at chance level, and stuck there)"
     return text
 
 
