@@ -1,0 +1,233 @@
+"""What the course studies share: the command line, training one config, writing figure + table.
+
+A study trains a few configurations that differ in one setting (activation, initialization,
+normalization, learning rate, fine-tuning mode) and writes `<out-dir>/<name>.png` and
+`<out-dir>/<name>.md` (default out-dir: docs/studies).
+
+`train_config` trains one configuration with the recipe runner's own pieces (`load_dataset`,
+`build_model`, `compile_model`), so a config means exactly what it means for a recipe; it calls
+`model.fit` itself rather than `recipes.runner.run` because the studies need what a run does not
+expose: the model (for activation histograms), training steps in chunks shorter than an epoch,
+and no checkpoints or logs. `run_recipe` goes through `recipes.runner.run` itself, for the
+fine-tuning study whose two-phase training is the runner's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from recipes.checkpoints import history_columns, read_history
+from recipes.config import BASE_DEFAULTS
+from recipes.data import load_dataset
+from recipes.files import atomic_write_text
+from recipes.runner import build_model, compile_model, run
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STUDIES_DIR = REPO_ROOT / "docs" / "studies"
+
+
+def study_parser(description: str, epochs: int) -> argparse.ArgumentParser:
+    """The flags every study takes; a study adds its own."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", default="sample", help="sample (default) or fashion_mnist")
+    parser.add_argument("--manual-dir", help="IDX files for --dataset fashion_mnist (offline)")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"default {epochs}")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, help="train only this many batches per epoch (default: all)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", type=Path, default=STUDIES_DIR, help="default docs/studies")
+    return parser
+
+
+def study_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
+    """A full run configuration: the runner's defaults, the study's data flags, `overrides`."""
+    return {
+        **BASE_DEFAULTS,
+        "dataset": args.dataset,
+        "manual_dir": args.manual_dir,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "verbose": 0,
+        **overrides,
+    }
+
+
+@dataclass
+class StudyRun:
+    """One trained configuration of a study.
+
+    Attributes:
+        label: how the study names it (e.g. "relu", "lr=0.1").
+        history: per-epoch metrics as in `keras.callbacks.History.history`; an epoch is
+            `steps_per_epoch` batches when the study set it.
+        test_accuracy: accuracy on the test split after training (NaN if training diverged).
+        seconds: training wall time.
+        model: the trained model (None when the runner trained it).
+        diverged: the loss became NaN or infinite and training stopped.
+    """
+
+    label: str
+    history: dict[str, list[float]]
+    test_accuracy: float
+    seconds: float
+    model: keras.Model | None
+    diverged: bool = False
+
+
+def train_config(
+    config: dict[str, Any],
+    label: str,
+    *,
+    steps_per_epoch: int | None = None,
+    validate: bool = False,
+    model: keras.Model | None = None,
+) -> StudyRun:
+    """Trains `config` for `config["epochs"]` epochs and evaluates it on the test split.
+
+    Args:
+        config: a full run configuration (see `study_config`).
+        label: the run's name in the study's figure and table.
+        steps_per_epoch: train only this many batches per epoch (from a freshly shuffled
+            training split each epoch); None trains on all of it.
+        validate: also compute validation loss and accuracy after every epoch.
+        model: an already built model for `config` (e.g. one whose initial activations the study
+            has inspected); None builds it.
+    """
+    datasets, info = load_dataset(
+        config["dataset"],
+        manual_dir=config["manual_dir"],
+        batch_size=config["batch_size"],
+        validation_fraction=config["validation_fraction"],
+        seed=config["seed"],
+        preprocessing=config["preprocessing"],
+    )
+    keras.utils.set_random_seed(config["seed"])
+    if model is None:
+        model = build_model(config, info.image_shape, info.num_classes)
+    full_steps = math.ceil(info.split_sizes["train"] / config["batch_size"])
+    steps = min(steps_per_epoch or full_steps, full_steps)
+    compile_model(model, config, steps_per_epoch=steps)
+    train = datasets["train"].take(steps)
+    start = time.perf_counter()
+    history = model.fit(
+        train,
+        validation_data=datasets["validation"] if validate else None,
+        epochs=config["epochs"],
+        verbose=config["verbose"],
+        callbacks=[keras.callbacks.TerminateOnNaN()],
+        shuffle=False,
+    ).history
+    seconds = time.perf_counter() - start
+    diverged = not all(math.isfinite(loss) for loss in history["loss"])
+    test_accuracy = (
+        math.nan
+        if diverged
+        else float(model.evaluate(datasets["test"], verbose=0, return_dict=True)["accuracy"])
+    )
+    return StudyRun(label, history, test_accuracy, seconds, model, diverged)
+
+
+def run_recipe(config: dict[str, Any], label: str) -> tuple[dict[str, Any], StudyRun | None]:
+    """Runs `config` through `recipes.runner.run` in a temporary run directory.
+
+    Returns the run's metrics and, when it trained, a `StudyRun` built from its history.
+    """
+    with tempfile.TemporaryDirectory() as run_dir:
+        start = time.perf_counter()
+        metrics = run({**config, "out_dir": str(Path(run_dir) / "run")}, recipe=f"study_{label}")
+        seconds = time.perf_counter() - start
+        rows = read_history(Path(run_dir) / "run")
+    if not rows:
+        return metrics, None
+    study_run = StudyRun(
+        label, history_columns(rows), metrics["test_accuracy"], seconds, model=None
+    )
+    return metrics, study_run
+
+
+def new_figure(
+    columns: int, rows: int = 1, width: float = 5.0, height: float = 3.8
+) -> tuple[Figure, list]:
+    """A figure of rows x columns axes (flat list, row by row), drawn without pyplot's state."""
+    figure = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    return figure, list(figure.subplots(rows, columns, squeeze=False).ravel())
+
+
+def plot_histories(axis, runs: Sequence[StudyRun], metric: str, title: str) -> None:
+    """One line per run of `metric` per epoch."""
+    for study_run in runs:
+        values = np.asarray(study_run.history.get(metric, []), dtype=np.float64)
+        axis.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=2.5)
+        axis.lines[-1].set_label(study_run.label)
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_ylabel(metric.replace("_", " "))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of rows (dicts with the same keys); floats to 3 decimals, NaN as "-"."""
+    columns = list(rows[0])
+
+    def cell(value: Any) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, float):
+            return "-" if math.isnan(value) else f"{value:.3f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_study(
+    out_dir: Path,
+    name: str,
+    title: str,
+    figure: Figure,
+    command: str,
+    table: str,
+    findings: str,
+) -> tuple[Path, Path]:
+    """Writes `<out_dir>/<name>.png` and `<out_dir>/<name>.md` (title, command, figure, table,
+    what it shows); returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / f"{name}.png"
+    figure.savefig(png, dpi=90)
+    markdown = (
+        f"# {title}\n\n"
+        f"Produced by `{command}`.\n\n"
+        f"![{title}]({png.name})\n\n"
+        f"{table}\n\n"
+        f"{findings}\n"
+    )
+    md = out_dir / f"{name}.md"
+    atomic_write_text(md, markdown)
+    return png, md
+
+
+def command_line(script: str, args: argparse.Namespace, defaults: argparse.Namespace) -> str:
+    """The command that reproduces this study: the script and the flags that differ from default."""
+    flags = []
+    for key, value in vars(args).items():
+        if value != getattr(defaults, key) and key != "out_dir":
+            flags.append(f"--{key.replace('_', '-')} {value}")
+    return " ".join([f"python scripts/{script}", *flags])

@@ -1,0 +1,191 @@
+"""Benchmark modules return well-formed rows; the umbrella script runs; studies write their outputs.
+
+No timing is asserted: how fast things are is what the benchmarks print, not what tests check.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scripts import (
+    bench_layers,
+    bench_monitors,
+    bench_optimizers,
+    bench_scaling,
+    bench_throughput,
+    benchmark,
+    study_finetune,
+    study_learning_rates,
+)
+from scripts.bench_common import format_rows, format_tables
+from scripts.study_common import command_line, markdown_table
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_positive(row: dict, keys: list[str]) -> None:
+    for key in keys:
+        value = row[key]
+        assert isinstance(value, float | int) and math.isfinite(value) and value > 0, (key, row)
+
+
+def test_format_rows_aligns_columns_and_formats_values():
+    text = format_rows(
+        [{"name": "a", "ratio": 1.23456, "ok": True}, {"name": "bb", "ratio": 250.4}]
+    )
+    header, rule, first, second = text.splitlines()
+    assert header.split() == ["name", "ratio", "ok"]
+    assert set(rule) == {"-"}
+    assert first.split() == ["a", "1.23", "yes"]
+    assert second.split() == ["bb", "250", "-"]
+    assert len({len(header), len(first), len(second)}) == 1
+
+
+def test_format_tables_splits_rows_with_different_columns():
+    text = format_tables([{"a": 1}, {"a": 2}, {"b": 3.0}])
+    first, second = text.split("\n\n")
+    assert first.splitlines()[0].split() == ["a"] and len(first.splitlines()) == 4
+    assert second.splitlines()[0].split() == ["b"]
+    assert format_tables([]) == "(no rows)"
+
+
+def test_benchmark_selection_accepts_known_names_and_rejects_others():
+    assert benchmark.selected_benchmarks(None) == list(benchmark.SUB_BENCHMARKS)
+    assert benchmark.selected_benchmarks("scaling, layers") == ["scaling", "layers"]
+    with pytest.raises(ValueError, match="accepted: layers, optimizers"):
+        benchmark.selected_benchmarks("layers,gpus")
+    with pytest.raises(SystemExit):
+        benchmark.main(["--only", "gpus"])
+
+
+def test_every_sub_benchmark_is_a_module_with_run_benchmarks():
+    for name in benchmark.SUB_BENCHMARKS:
+        module = sys.modules[f"scripts.bench_{name}"]
+        assert callable(module.run_benchmarks)
+
+
+def test_markdown_table_and_command_line():
+    table = markdown_table(
+        [{"x": "relu", "acc": 0.8567, "n": 3}, {"x": "elu", "acc": math.nan, "n": 4}]
+    )
+    assert table.splitlines() == [
+        "| x | acc | n |",
+        "|---|---|---|",
+        "| relu | 0.857 | 3 |",
+        "| elu | - | 4 |",
+    ]
+    parser = study_learning_rates.study_parser("d", epochs=3)
+    args = parser.parse_args(["--epochs", "5", "--out-dir", "/tmp/x"])
+    assert command_line("s.py", args, parser.parse_args([])) == "python scripts/s.py --epochs 5"
+
+
+@pytest.mark.slow
+def test_layers_rows():
+    rows = bench_layers.run_benchmarks(quick=True)
+    assert {row["pass"] for row in rows} == {"forward", "forward+backward"}
+    for row in rows:
+        assert row["layer"] and row["reference"]
+        assert_positive(row, ["ours_ms", "reference_ms", "ratio"])
+        assert row["ratio"] == pytest.approx(row["ours_ms"] / row["reference_ms"])
+
+
+@pytest.mark.slow
+def test_optimizers_rows():
+    rows = bench_optimizers.run_benchmarks(quick=True)
+    assert [row["optimizer"] for row in rows] == list(bench_optimizers.OPTIMIZER_NAMES)
+    for row in rows:
+        assert_positive(
+            row, ["ours_ms", "keras_ms", "tf_train_ms", "ratio_vs_keras", "ratio_vs_tf_train"]
+        )
+
+
+@pytest.mark.slow
+def test_monitors_rows():
+    rows = bench_monitors.run_benchmarks(quick=True)
+    assert [row["monitors"] for row in rows] == list(bench_monitors.MONITOR_SCHEDULES)
+    assert rows[0]["ratio"] == 1.0
+    for row in rows:
+        assert_positive(row, ["seconds", "ratio"])
+
+
+@pytest.mark.slow
+def test_throughput_rows():
+    rows = bench_throughput.run_benchmarks(quick=True)
+    assert [(row["model"], row["batch_size"]) for row in rows] == list(bench_throughput.QUICK_CASES)
+    for row in rows:
+        assert row["variant"] == "default"
+        assert row["examples"] == 3600  # the sample's training split
+        assert_positive(row, ["recipe_img_s", "plain_img_s", "ratio", "cpu_ratio"])
+
+
+@pytest.mark.slow
+def test_scaling_rows():
+    rows = bench_scaling.run_benchmarks(quick=True)
+    by_batch = [row for row in rows if row["sweep"] == "batch_size"]
+    by_size = [row for row in rows if row["sweep"] == "dataset_size"]
+    assert [row["batch_size"] for row in by_batch] == list(bench_scaling.QUICK_BATCH_SIZES)
+    assert by_batch[0]["ratio"] == 1.0
+    sizes = [row["examples"] for row in by_size]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+    assert by_size[-1]["ratio"] == 1.0
+    for row in rows:
+        assert_positive(row, ["epoch_s", "ratio"])
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_from_the_repository_root():
+    result = subprocess.run(
+        [sys.executable, "scripts/benchmark.py", "--quick", "--only", "scaling"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "== scaling" in result.stdout
+    assert "dataset_size" in result.stdout and "batch_size" in result.stdout
+
+
+def test_learning_rate_study_writes_figure_and_table(tmp_path):
+    study_learning_rates.main(
+        ["--epochs", "2", "--steps-per-epoch", "2", "--out-dir", str(tmp_path)]
+    )
+    assert (tmp_path / "learning_rates.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (tmp_path / "learning_rates.md").read_text()
+    assert "![" in markdown and "(learning_rates.png)" in markdown
+    assert "--epochs 2 --steps-per-epoch 2" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(study_learning_rates.LEARNING_RATES)
+    assert "The course's figure" in markdown
+
+
+@pytest.mark.slow
+def test_finetune_study_runs_every_mode(tmp_path, shared_dir):
+    study_finetune.main(
+        [
+            "--epochs",
+            "2",
+            "--head-epochs",
+            "1",
+            "--per-class",
+            "3",
+            "--image-size",
+            "32",
+            "--shared-dir",
+            str(shared_dir),
+            "--out-dir",
+            str(tmp_path),
+        ]
+    )
+    assert (tmp_path / "finetune.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (tmp_path / "finetune.md").read_text()
+    for mode in ("| head |", "| full |", "| scratch |"):
+        assert mode in markdown
+    # The offline classifier labels the panda photo correctly (see the weights README).
+    assert "| panda.jpg | giant_panda |" in markdown
