@@ -48,7 +48,9 @@ def markdown_table(groups: dict[tuple[str, str, int], list[dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="run directories (with metrics.json)")
+    parser.add_argument(
+        "run_dirs", nargs="+", type=Path, help="run directories (with metrics.json)"
+    )
     args = parser.parse_args(argv)
     groups = load_runs(args.run_dirs)
     if not groups:
