@@ -352,6 +352,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     test = model.evaluate(datasets["test"], verbose=0, return_dict=True)
     trained_epochs = epochs_done - epochs_at_start
     metrics = {
+        "recipe": recipe,
         "test_loss": float(test["loss"]),
         "test_accuracy": float(test["accuracy"]),
         "epochs": epochs_done,

@@ -13,35 +13,42 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+# Settings that differ between repeats of one experiment without changing the experiment.
+RUN_SPECIFIC_KEYS = ("seed", "out_dir", "resume", "verbose", "dry_run")
 
-def load_runs(run_dirs: list[Path]) -> dict[tuple[str, str, int], list[dict]]:
-    """Metrics of every finished run, grouped by (model, dataset, epochs); seeds are pooled."""
-    groups: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+
+def load_runs(run_dirs: list[Path]) -> dict[str, list[dict]]:
+    """Metrics of every finished run, grouped by configuration; repeats over seeds are pooled."""
+    groups: dict[str, list[dict]] = defaultdict(list)
     for run_dir in run_dirs:
         path = run_dir / "metrics.json"
         if not path.is_file():
             print(f"skipping {run_dir}: no metrics.json (unfinished run?)", file=sys.stderr)
             continue
         metrics = json.loads(path.read_text())
-        config = metrics["config"]
-        groups[(config["model"], metrics["dataset"]["name"], metrics["epochs"])].append(metrics)
+        experiment = {k: v for k, v in metrics["config"].items() if k not in RUN_SPECIFIC_KEYS}
+        groups[json.dumps(experiment, sort_keys=True, default=str)].append(metrics)
     return groups
 
 
-def markdown_table(groups: dict[tuple[str, str, int], list[dict]]) -> str:
-    """One row per group: accuracy as mean (± half the range when there are several seeds)."""
+def markdown_table(groups: dict[str, list[dict]]) -> str:
+    """One row per experiment: accuracy as mean (± half the range when there are several seeds)."""
     lines = [
-        "| model | dataset | epochs | seeds | test accuracy | parameters | wall time per run |",
-        "|---|---|---|---|---|---|---|",
+        "| recipe | model | norm | dataset | batch | epochs | seeds | test accuracy | parameters "
+        "| wall time per run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for (model, dataset, epochs), runs in sorted(groups.items()):
+    rows = sorted(groups.values(), key=lambda runs: (runs[0].get("recipe", ""), runs[0]["epochs"]))
+    for runs in rows:
+        first, config = runs[0], runs[0]["config"]
         accuracies = [run["test_accuracy"] for run in runs]
         spread = f" ± {(max(accuracies) - min(accuracies)) / 2:.3f}" if len(runs) > 1 else ""
         wall = statistics.mean(run["wall_time_s"] for run in runs)
         lines.append(
-            f"| {model} | {dataset} | {epochs} | {len(runs)} | "
-            f"{statistics.mean(accuracies):.3f}{spread} | {runs[0]['parameters']:,} | "
-            f"{wall / 60:.1f} min |"
+            f"| {first.get('recipe', '?')} | {config['model']} | {config.get('norm') or 'default'} "
+            f"| {first['dataset']['name']} | {config['batch_size']} | {first['epochs']} "
+            f"| {len(runs)} | {statistics.mean(accuracies):.3f}{spread} "
+            f"| {first['parameters']:,} | {wall / 60:.1f} min |"
         )
     return "\n".join(lines) + "\n"
 
