@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from recipes.optim.elementwise import ElementwiseOptimizer
-from recipes.optim.validation import check_real
+from recipes.optim.validation import check_real, check_regularization_strengths
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -65,11 +65,10 @@ class TFTrainFtrl(ElementwiseOptimizer):
             low=0.0,
             low_inclusive=self.learning_rate_power == 0.0,
         )
-        self.l1_regularization_strength = check_real(
-            owner, "l1_regularization_strength", l1_regularization_strength, low=0.0
-        )
-        self.l2_regularization_strength = check_real(
-            owner, "l2_regularization_strength", l2_regularization_strength, low=0.0
+        self.l1_regularization_strength, self.l2_regularization_strength = (
+            check_regularization_strengths(
+                owner, l1_regularization_strength, l2_regularization_strength
+            )
         )
         self.l2_shrinkage_regularization_strength = check_real(
             owner,

@@ -10,7 +10,7 @@ from keras import ops
 
 from recipes.optim.elementwise import ElementwiseOptimizer
 from recipes.optim.proximal_operator import proximal_l1_l2
-from recipes.optim.validation import check_real
+from recipes.optim.validation import check_real, check_regularization_strengths
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -52,11 +52,10 @@ class ProximalAdagrad(ElementwiseOptimizer):
             low=0.0,
             low_inclusive=False,
         )
-        self.l1_regularization_strength = check_real(
-            owner, "l1_regularization_strength", l1_regularization_strength, low=0.0
-        )
-        self.l2_regularization_strength = check_real(
-            owner, "l2_regularization_strength", l2_regularization_strength, low=0.0
+        self.l1_regularization_strength, self.l2_regularization_strength = (
+            check_regularization_strengths(
+                owner, l1_regularization_strength, l2_regularization_strength
+            )
         )
 
     def _slot_initial_values(self) -> dict[str, float]:

@@ -45,6 +45,14 @@ def check_real(
     return value
 
 
+def check_regularization_strengths(owner: str, l1: object, l2: object) -> tuple[float, float]:
+    """Returns the l1 and l2 regularization strengths after checking each is a real number >= 0."""
+    return (
+        check_real(owner, "l1_regularization_strength", l1, low=0.0),
+        check_real(owner, "l2_regularization_strength", l2, low=0.0),
+    )
+
+
 def check_int(owner: str, name: str, value: object, *, low: int) -> int:
     """Returns `value` after checking it is an integer (not a bool) no smaller than `low`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
