@@ -10,15 +10,6 @@ from tests.zoo_data import fashion_mnist_subset
 BACKBONE_TEST_OPTIONS = {"weights": None, "fine_tune": "head", "image_size": 32}
 SMALL = [name for name in zoo.list_models() if name not in zoo.BACKBONES]
 BACKBONES = [name for name in zoo.list_models() if name in zoo.BACKBONES]
-# Training every backbone from scratch takes tens of minutes on 2 CPU cores; CI trains the ones the
-# recipes document (the rest are built and round-tripped like every other model).
-TRAINED_BACKBONES = [
-    "mobilenet",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "efficientnet_b0",
-    "resnet50",
-]
 
 
 def build(name, input_shape, num_classes=10):
@@ -64,7 +55,7 @@ def fashion_batch(fashion_mnist_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SMALL + TRAINED_BACKBONES)
+@pytest.mark.parametrize("name", SMALL + BACKBONES)
 def test_trains_on_real_data(name, fashion_batch):
     images, labels = fashion_batch
     if name in zoo.BACKBONES:
