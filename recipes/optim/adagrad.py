@@ -9,7 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from recipes.optim.elementwise import ElementwiseOptimizer
-from recipes.optim.validation import check_real
+from recipes.optim.validation import check_initial_accumulator
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -41,12 +41,8 @@ class TFTrainAdagrad(ElementwiseOptimizer):
         **kwargs: Any,
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.initial_accumulator_value = check_real(
-            type(self).__name__,
-            "initial_accumulator_value",
-            initial_accumulator_value,
-            low=0.0,
-            low_inclusive=False,
+        self.initial_accumulator_value = check_initial_accumulator(
+            type(self).__name__, initial_accumulator_value
         )
 
     def _slot_initial_values(self) -> dict[str, float]:

@@ -10,7 +10,10 @@ from keras import ops
 
 from recipes.optim.elementwise import ElementwiseOptimizer
 from recipes.optim.proximal_operator import proximal_l1_l2
-from recipes.optim.validation import check_real, check_regularization_strengths
+from recipes.optim.validation import (
+    check_initial_accumulator,
+    check_regularization_strengths,
+)
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -45,13 +48,7 @@ class ProximalAdagrad(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.initial_accumulator_value = check_real(
-            owner,
-            "initial_accumulator_value",
-            initial_accumulator_value,
-            low=0.0,
-            low_inclusive=False,
-        )
+        self.initial_accumulator_value = check_initial_accumulator(owner, initial_accumulator_value)
         self.l1_regularization_strength, self.l2_regularization_strength = (
             check_regularization_strengths(
                 owner, l1_regularization_strength, l2_regularization_strength

@@ -45,6 +45,12 @@ def check_real(
     return value
 
 
+def check_initial_accumulator(owner: str, value: object) -> float:
+    """Returns an Adagrad-family starting accumulator after checking it is > 0 (tf.train rejects 0:
+    the first step would divide by zero)."""
+    return check_real(owner, "initial_accumulator_value", value, low=0.0, low_inclusive=False)
+
+
 def check_regularization_strengths(owner: str, l1: object, l2: object) -> tuple[float, float]:
     """Returns the l1 and l2 regularization strengths after checking each is a real number >= 0."""
     return (
