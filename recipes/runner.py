@@ -41,7 +41,7 @@ from recipes.checkpoints import (
     read_state,
 )
 from recipes.config import resolve_config
-from recipes.data import load_dataset
+from recipes.data import SPLITS, DatasetInfo, load_dataset
 from recipes.diagnosis import diagnose, format_findings, write_diagnosis
 from recipes.distribute import (
     discard_worker_outputs,
@@ -129,6 +129,30 @@ def check_config(config: dict[str, Any]) -> None:
         )
     if not 0 < config["full_lr_factor"] <= 1:
         raise ValueError(f"full_lr_factor must be in (0, 1], got {config['full_lr_factor']!r}")
+
+
+def load_data(
+    config: dict[str, Any], split: str | tuple[str, ...] = SPLITS
+) -> tuple[Any, DatasetInfo]:
+    """The pipelines a config trains and evaluates on, exactly as `run` builds them.
+
+    Labels are one-hot when the config's loss needs them; the other settings come from the
+    config's data options. See `recipes.data.load_dataset` for what `split` selects.
+    """
+    return load_dataset(
+        config["dataset"],
+        split,
+        data_dir=config["data_dir"],
+        manual_dir=config["manual_dir"],
+        batch_size=config["batch_size"],
+        image_size=config["image_size"],
+        validation_fraction=config["validation_fraction"],
+        seed=config["seed"],
+        preprocessing=config["preprocessing"],
+        one_hot=loss_label_format(config["loss"]) != "sparse",
+        balance_classes=config["balance_classes"],
+        augment=config["augment"],
+    )
 
 
 def build_model(config: dict[str, Any], image_shape, num_classes: int) -> keras.Model:
@@ -257,19 +281,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     if config["fine_tune"] == "predict":
         return _label_images(config, run_dir)
 
-    datasets, info = load_dataset(
-        config["dataset"],
-        data_dir=config["data_dir"],
-        manual_dir=config["manual_dir"],
-        batch_size=config["batch_size"],
-        image_size=config["image_size"],
-        validation_fraction=config["validation_fraction"],
-        seed=config["seed"],
-        preprocessing=config["preprocessing"],
-        one_hot=loss_label_format(config["loss"]) != "sparse",
-        balance_classes=config["balance_classes"],
-        augment=config["augment"],
-    )
+    datasets, info = load_data(config)
     datasets = shard_datasets(datasets)
     steps_per_epoch = math.ceil(info.split_sizes["train"] / config["batch_size"])
     state = read_state(run_dir) if config["resume"] else None

@@ -2,7 +2,7 @@
 
     python scripts/bench_throughput.py [--quick] [--dataset fashion_mnist --manual-dir DIR]
 
-The recipe pipeline is what `recipes.runner.run` trains with: `recipes.data.load_dataset` (cached
+The recipe pipeline is what `recipes.runner.run` trains with: `recipes.runner.load_data` (cached
 uint8 examples, per-epoch shuffle, batch, scale, prefetch) feeding a model from
 `recipes.runner.build_model` compiled by `recipes.runner.compile_model`. The plain reference is
 what a hand-written Keras script does: the same zoo model, compiled with the same optimizer and
@@ -39,7 +39,7 @@ from recipes.config import BASE_DEFAULTS
 from recipes.data import load_dataset
 from recipes.losses import get_loss
 from recipes.optimizers import get_optimizer
-from recipes.runner import build_model, compile_model
+from recipes.runner import build_model, compile_model, load_data
 from scripts.bench_common import EpochTimer, format_tables, parse_args
 
 # (zoo model, batch size) pairs, each with the batch size its recipe trains with.
@@ -98,15 +98,7 @@ def recipe_pipeline(
     `jit_compile` (None keeps Keras' choice: XLA off on CPU) and `steps_per_execution` override
     what `compile_model` set.
     """
-    train, info = load_dataset(
-        config["dataset"],
-        "train",
-        manual_dir=config["manual_dir"],
-        batch_size=config["batch_size"],
-        validation_fraction=config["validation_fraction"],
-        seed=seed,
-        preprocessing=config["preprocessing"],
-    )
+    train, info = load_data({**config, "seed": seed}, "train")
     keras.utils.set_random_seed(seed)
     model = build_model(config, info.image_shape, info.num_classes)
     num_examples = info.split_sizes["train"]

@@ -4,7 +4,7 @@ A study trains a few configurations that differ in one setting (activation, init
 normalization, learning rate, fine-tuning mode) and writes `<out-dir>/<name>.png` and
 `<out-dir>/<name>.md` (default out-dir: docs/studies).
 
-`train_config` trains one configuration with the recipe runner's own pieces (`load_dataset`,
+`train_config` trains one configuration with the recipe runner's own pieces (`load_data`,
 `build_model`, `compile_model`), so a config means exactly what it means for a recipe; it calls
 `model.fit` itself rather than `recipes.runner.run` because the studies need what a run does not
 expose: the model (for activation histograms), training steps in chunks shorter than an epoch,
@@ -30,9 +30,8 @@ from matplotlib.ticker import MaxNLocator
 
 from recipes.checkpoints import history_columns, read_history
 from recipes.config import BASE_DEFAULTS
-from recipes.data import load_dataset
 from recipes.files import atomic_write_text
-from recipes.runner import build_model, compile_model, run
+from recipes.runner import build_model, compile_model, load_data, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STUDIES_DIR = REPO_ROOT / "docs" / "studies"
@@ -108,14 +107,7 @@ def train_config(
         model: an already built model for `config` (e.g. one whose initial activations the study
             has inspected); None builds it.
     """
-    datasets, info = load_dataset(
-        config["dataset"],
-        manual_dir=config["manual_dir"],
-        batch_size=config["batch_size"],
-        validation_fraction=config["validation_fraction"],
-        seed=config["seed"],
-        preprocessing=config["preprocessing"],
-    )
+    datasets, info = load_data(config)
     keras.utils.set_random_seed(config["seed"])
     if model is None:
         model = build_model(config, info.image_shape, info.num_classes)
