@@ -1,9 +1,10 @@
 """LeNet-5 on Fashion-MNIST, trained with SGD + momentum.
 
 LeCun et al. (1998)'s convolutional network (two conv + subsampling stages, three dense layers),
-adapted to 28x28 inputs, with tanh units and Xavier initialization as in the paper; SGD + momentum
-with cosine decay. The classic first recipe: small, fast, and about 0.90 test accuracy on full
-Fashion-MNIST in 10 epochs (measured: 0.899 in 173 s on 2 CPU cores).
+adapted to 28x28 inputs, with ReLU units and He initialization; SGD + momentum with cosine decay.
+The classic first recipe: small, fast, and above 0.90 test accuracy on full Fashion-MNIST in 10
+epochs (measured on 2 CPU cores: 0.908 +- 0.004 over 2 seeds, about 1.5 min per run). The paper's
+tanh units with Xavier initialization (`--activation tanh --init xavier`) reach 0.898 +- 0.001.
 
     python -m recipes.lenet5_fashion_mnist --dataset sample --epochs 5
     python -m recipes.lenet5_fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist
@@ -20,6 +21,8 @@ from recipes.runner import recipe_main
 DEFAULTS = {
     "model": "lenet5",
     "dataset": "fashion_mnist",
+    "activation": "relu",
+    "init": "he",
     "optimizer": "momentum",
     "lr": 0.05,
     "optimizer_options": {"momentum": 0.9},

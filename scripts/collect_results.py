@@ -1,20 +1,32 @@
 """Collects finished runs into a Markdown table: test accuracy (mean and spread over seeds),
 parameters, epochs and wall time per recipe, from each run directory's metrics.json.
 
+Runs that differ only in their seed are pooled into one row; the row's last column names every
+setting that differs from the recipe's defaults, so each row can be re-run from its recipe.
+
     python scripts/collect_results.py runs/*/* > table.md
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python scripts/collect_results.py`: find the packages
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from recipes.config import BASE_DEFAULTS
 
 # Settings that differ between repeats of one experiment without changing the experiment.
 RUN_SPECIFIC_KEYS = ("seed", "out_dir", "resume", "verbose", "dry_run")
+# Settings the table shows in columns of their own, or that say where the data lives.
+SHOWN_KEYS = ("model", "norm", "dataset", "data_dir", "manual_dir", "batch_size", "epochs")
 
 
 def load_runs(run_dirs: list[Path]) -> dict[str, list[dict]]:
@@ -31,24 +43,40 @@ def load_runs(run_dirs: list[Path]) -> dict[str, list[dict]]:
     return groups
 
 
+def changed_settings(recipe: str, config: dict[str, Any]) -> str:
+    """`key=value` for every setting of `config` that differs from recipe `recipe`'s defaults."""
+    try:
+        recipe_defaults = importlib.import_module(f"recipes.{recipe}").DEFAULTS
+    except ModuleNotFoundError:
+        return "(unknown recipe)"
+    defaults = {**BASE_DEFAULTS, **recipe_defaults}
+    changed = [
+        f"{key}={json.dumps(value) if isinstance(value, dict) else value}"
+        for key, value in sorted(config.items())
+        if key not in RUN_SPECIFIC_KEYS + SHOWN_KEYS and defaults.get(key) != value
+    ]
+    return ", ".join(changed) or "defaults"
+
+
 def markdown_table(groups: dict[str, list[dict]]) -> str:
     """One row per experiment: accuracy as mean (± half the range when there are several seeds)."""
     lines = [
         "| recipe | model | norm | dataset | batch | epochs | seeds | test accuracy | parameters "
-        "| wall time per run |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| wall time per run | changed from the recipe's defaults |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = sorted(groups.values(), key=lambda runs: (runs[0].get("recipe", ""), runs[0]["epochs"]))
     for runs in rows:
         first, config = runs[0], runs[0]["config"]
+        recipe = first.get("recipe", "?")
         accuracies = [run["test_accuracy"] for run in runs]
         spread = f" ± {(max(accuracies) - min(accuracies)) / 2:.3f}" if len(runs) > 1 else ""
         wall = statistics.mean(run["wall_time_s"] for run in runs)
         lines.append(
-            f"| {first.get('recipe', '?')} | {config['model']} | {config.get('norm') or 'default'} "
+            f"| {recipe} | {config['model']} | {config.get('norm') or 'default'} "
             f"| {first['dataset']['name']} | {config['batch_size']} | {first['epochs']} "
             f"| {len(runs)} | {statistics.mean(accuracies):.3f}{spread} "
-            f"| {first['parameters']:,} | {wall / 60:.1f} min |"
+            f"| {first['parameters']:,} | {wall / 60:.1f} min | {changed_settings(recipe, config)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -440,6 +440,7 @@ def train_full_fine_tune(
                 validation_data=validation_data,
                 callbacks=list(callbacks or []),
                 verbose=verbose,
+                shuffle=False,  # a tf.data pipeline shuffles itself; Keras only warns otherwise
             )
         )
     return histories

@@ -1,0 +1,66 @@
+"""scripts/collect_results.py on real run directories written by a recipe."""
+
+import pytest
+
+from scripts import collect_results
+from tests.test_recipes import run_recipe
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+    """Three one-epoch LeNet-5 runs on the sample: seeds 0 and 1 of the defaults, one with tanh."""
+    root = tmp_path_factory.mktemp("runs")
+    for name, flags in (
+        ("s0", ("--seed", "0")),
+        ("s1", ("--seed", "1")),
+        ("tanh", ("--activation", "tanh")),
+    ):
+        run_recipe(
+            "lenet5_fashion_mnist",
+            "--dataset",
+            "sample",
+            "--epochs",
+            "1",
+            "--out-dir",
+            str(root / name),
+            "--verbose",
+            "0",
+            *flags,
+        )
+    return root
+
+
+def test_seeds_pool_into_one_row_and_changes_are_named(run_dirs):
+    groups = collect_results.load_runs(sorted(run_dirs.iterdir()))
+    lines = collect_results.markdown_table(groups).splitlines()
+    header, rows = lines[0], lines[2:]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    table = [
+        dict(zip(columns, (c.strip() for c in row.strip("|").split("|")), strict=True))
+        for row in rows
+    ]
+    by_seeds = {row["seeds"]: row for row in table}
+    assert len(table) == 2 and set(by_seeds) == {"1", "2"}
+
+    pooled, single = by_seeds["2"], by_seeds["1"]
+    assert pooled["recipe"] == "lenet5_fashion_mnist" and pooled["dataset"] == "sample"
+    assert pooled["changed from the recipe's defaults"] == "defaults"
+    seed_accuracies = [
+        run["test_accuracy"] for runs in groups.values() if len(runs) == 2 for run in runs
+    ]
+    mean, spread = (float(x) for x in pooled["test accuracy"].split(" ± "))
+    assert mean == pytest.approx(sum(seed_accuracies) / 2, abs=6e-4)
+    assert spread == pytest.approx(abs(seed_accuracies[0] - seed_accuracies[1]) / 2, abs=6e-4)
+    assert single["changed from the recipe's defaults"] == "activation=tanh"
+    assert single["epochs"] == "1" and single["parameters"] == "61,706"
+
+
+def test_unfinished_runs_are_skipped_and_nothing_finished_is_an_error(run_dirs, tmp_path, capsys):
+    empty = tmp_path / "unfinished"
+    empty.mkdir()
+    groups = collect_results.load_runs([empty, run_dirs / "s0"])
+    assert len(groups) == 1
+    assert "skipping" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        collect_results.main([str(empty)])
+    assert "none of the given directories" in capsys.readouterr().err
