@@ -70,12 +70,12 @@ def markdown_table(groups: dict[str, list[dict]]) -> str:
         first, config = runs[0], runs[0]["config"]
         recipe = first.get("recipe", "?")
         accuracies = [run["test_accuracy"] for run in runs]
-        spread = f" ± {(max(accuracies) - min(accuracies)) / 2:.3f}" if len(runs) > 1 else ""
+        spread = f" ± {(max(accuracies) - min(accuracies)) / 2:.4f}" if len(runs) > 1 else ""
         wall = statistics.mean(run["wall_time_s"] for run in runs)
         lines.append(
             f"| {recipe} | {config['model']} | {config.get('norm') or 'default'} "
             f"| {first['dataset']['name']} | {config['batch_size']} | {first['epochs']} "
-            f"| {len(runs)} | {statistics.mean(accuracies):.3f}{spread} "
+            f"| {len(runs)} | {statistics.mean(accuracies):.4f}{spread} "
             f"| {first['parameters']:,} | {wall / 60:.1f} min | {changed_settings(recipe, config)} |"
         )
     return "\n".join(lines) + "\n"

@@ -49,8 +49,8 @@ def test_seeds_pool_into_one_row_and_changes_are_named(run_dirs):
         run["test_accuracy"] for runs in groups.values() if len(runs) == 2 for run in runs
     ]
     mean, spread = (float(x) for x in pooled["test accuracy"].split(" ± "))
-    assert mean == pytest.approx(sum(seed_accuracies) / 2, abs=6e-4)
-    assert spread == pytest.approx(abs(seed_accuracies[0] - seed_accuracies[1]) / 2, abs=6e-4)
+    assert mean == pytest.approx(sum(seed_accuracies) / 2, abs=6e-5)
+    assert spread == pytest.approx(abs(seed_accuracies[0] - seed_accuracies[1]) / 2, abs=6e-5)
     assert single["changed from the recipe's defaults"] == "activation=tanh"
     assert single["epochs"] == "1" and single["parameters"] == "61,706"
 
