@@ -199,13 +199,42 @@ def check_keys(values: dict[str, Any], origin: str) -> None:
             raise ValueError(f"unknown option {key!r} in {origin}{hint}")
 
 
+# What a resumed run may change: where and how verbosely it runs, and where its data lives.
+RESUME_MAY_CHANGE = ("resume", "out_dir", "dry_run", "verbose", "data_dir", "manual_dir")
+
+
+def _as_saved(value: Any) -> Any:
+    """A value as a run's config.json holds it (tuples become lists), for comparison."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def saved_run_config(run_dir: str | Path) -> dict[str, Any] | None:
+    """The configuration a run directory was started with, or None if it holds no run."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    check_keys(saved, str(path))
+    return saved
+
+
 def resolve_config(
     recipe_defaults: dict[str, Any], argv: list[str] | None, prog: str, description: str
 ) -> dict[str, Any]:
-    """The effective configuration: base defaults < recipe defaults < --config file < flags."""
+    """The effective configuration: base defaults < recipe defaults < --config file < flags.
+
+    With --resume, the run directory's saved config.json replaces both defaults layers, so
+    `--out-dir DIR --resume` alone continues a run as it was started; a file or flag that would
+    change how the run trains (anything but `RESUME_MAY_CHANGE`) is refused.
+    """
     check_keys(recipe_defaults, "recipe defaults")
     flags = vars(build_parser(prog, description).parse_args(argv))
     config = {**BASE_DEFAULTS, **recipe_defaults}
+    saved = None
+    if flags.get("resume") and flags.get("out_dir") is not None:
+        saved = saved_run_config(flags["out_dir"])
+        if saved is not None:
+            config.update(saved)
     config_file = flags.pop("config", None)
     if config_file is not None:
         from_file = load_config_file(config_file)
@@ -216,4 +245,22 @@ def resolve_config(
         if dest in flags:
             config[key] = {**config[key], **dict(flags.pop(dest))}
     config.update(flags)
+    if saved is not None:
+        _refuse_changes_on_resume(saved, config, flags["out_dir"])
     return config
+
+
+def _refuse_changes_on_resume(
+    saved: dict[str, Any], config: dict[str, Any], run_dir: str | Path
+) -> None:
+    changed = [
+        f"{key} (saved {saved.get(key)!r}, given {config[key]!r})"
+        for key in saved
+        if key not in RESUME_MAY_CHANGE and _as_saved(config[key]) != saved[key]
+    ]
+    if changed:
+        raise ValueError(
+            f"--resume continues {run_dir} as saved in its config.json, but these settings "
+            f"differ: {'; '.join(changed)}. Drop them to resume, or start a new run with "
+            "another --out-dir."
+        )

@@ -65,6 +65,31 @@ def test_config_key_value_and_aliases():
     assert config["image_size"] == (32, 32)
 
 
+def test_resume_takes_the_saved_config_and_refuses_changes(tmp_path):
+    started = resolve_config(
+        {"model": "mlp"},
+        ["--epochs", "7", "--image-size", "32", "--out-dir", str(tmp_path)],
+        "test",
+        "",
+    )
+    (tmp_path / "config.json").write_text(json.dumps(started, default=str))
+
+    resumed = resolve_config(
+        {}, ["--out-dir", str(tmp_path), "--resume", "--verbose", "0"], "t", ""
+    )
+    assert resumed["model"] == "mlp" and resumed["epochs"] == 7
+    assert resumed["image_size"] == [32, 32] and resumed["verbose"] == 0 and resumed["resume"]
+    # Repeating the original command is fine: nothing changes.
+    again = ["--epochs", "7", "--image-size", "32", "--out-dir", str(tmp_path), "--resume"]
+    assert resolve_config({"model": "mlp"}, again, "t", "")["epochs"] == 7
+
+    with pytest.raises(ValueError, match=r"differ: epochs \(saved 7, given 9\)") as error:
+        resolve_config({}, ["--out-dir", str(tmp_path), "--resume", "--epochs", "9"], "t", "")
+    assert "another --out-dir" in str(error.value)
+    with pytest.raises(ValueError, match="optimizer_options"):
+        resolve_config({}, ["--out-dir", str(tmp_path), "--resume", "--opt", "beta=1"], "t", "")
+
+
 def test_config_rejects_unknown_keys(tmp_path):
     config_file = tmp_path / "c.json"
     config_file.write_text(json.dumps({"learning_rate": 0.1}))
