@@ -5,7 +5,8 @@ At the end of every epoch `RunCheckpoint` writes, each file atomically and in th
 1. `checkpoints/last.keras`: the model with its optimizer state;
 2. `checkpoints/best.keras`: the same, when the monitored validation metric improved;
 3. `history.csv`: one row per finished epoch;
-4. `checkpoints/state.json`: the number of finished epochs and the best metric so far.
+4. `checkpoints/state.json`: the number of finished epochs, the best metric so far and the training
+   time they took (summed over every process that trained the run).
 
 `state.json` is written last and is the source of truth: a run killed between steps 1 and 4 resumes
 from the previous state and redoes that epoch, and rows of `history.csv` past the state are dropped.
@@ -17,6 +18,7 @@ import csv
 import io
 import json
 import math
+import time
 from pathlib import Path
 
 import keras
@@ -31,7 +33,8 @@ HISTORY_FILE = "history.csv"
 
 
 def read_state(run_dir: str | Path) -> dict | None:
-    """The saved run state (`{"epochs_done", "best", "monitor"}`), or None if no epoch finished."""
+    """The saved run state (`{"epochs_done", "best", "monitor", "train_seconds"}`), or None if no
+    epoch finished."""
     path = Path(run_dir) / STATE_FILE
     if not path.is_file():
         return None
@@ -76,6 +79,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         history: rows of the epochs already done (when resuming), continued by this run.
         best: the best `monitor` value so far (when resuming).
         divergence_guard: when given and it has seen the run diverge, the epoch is not saved.
+        train_seconds: training time of the epochs already done (when resuming); each finished
+            epoch adds its own, checkpoint writing included, in `train_seconds`.
     """
 
     def __init__(
@@ -86,6 +91,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         history: list[dict[str, float]] | None = None,
         best: float | None = None,
         divergence_guard: DivergenceGuard | None = None,
+        train_seconds: float = 0.0,
     ):
         super().__init__()
         if mode not in ("max", "min"):
@@ -96,11 +102,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.rows = list(history or [])
         self.best = best
         self.divergence_guard = divergence_guard
+        self.train_seconds = train_seconds
+        self._epoch_start = time.perf_counter()
 
     def _improved(self, value: float) -> bool:
         if self.best is None:
             return True
         return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = dict(logs or {})
@@ -115,5 +126,11 @@ class RunCheckpoint(keras.callbacks.Callback):
             atomic_save_model(self.model, self.run_dir / BEST_MODEL)
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         atomic_write_text(self.run_dir / HISTORY_FILE, _csv_text(self.rows))
-        state = {"epochs_done": epoch + 1, "best": self.best, "monitor": self.monitor}
+        self.train_seconds += time.perf_counter() - self._epoch_start
+        state = {
+            "epochs_done": epoch + 1,
+            "best": self.best,
+            "monitor": self.monitor,
+            "train_seconds": self.train_seconds,
+        }
         atomic_write_text(self.run_dir / STATE_FILE, json.dumps(state, indent=2))

@@ -8,10 +8,10 @@ line program. A run writes into its run directory:
     history.csv                  one row per epoch (train and validation metrics)
     checkpoints/last.keras       model + optimizer state after the last finished epoch (resume)
     checkpoints/best.keras       the model with the best validation metric
-    checkpoints/state.json       epochs done and best metric (the resume point)
+    checkpoints/state.json       epochs done, best metric, training time (the resume point)
     tensorboard/                 TensorBoard logs
     model.keras                  the final model
-    metrics.json                 test metrics, epochs, wall time, images/s
+    metrics.json                 test metrics, epochs, training time and images/s (all sessions)
     loss.png, accuracy.png       learning curves, train vs validation
     diagnosis.txt, .json         what the curves say is wrong (too high/low lr, overfitting...)
     monitors/                    with --monitors: dead ReLUs, update ratios, activations, gradients
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -315,6 +314,8 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         history=read_history(run_dir, epochs_done),
         best=state["best"] if state else None,
         divergence_guard=guard,
+        # Runs checkpointed before the time was recorded resume without it.
+        train_seconds=state.get("train_seconds", 0.0) if state else 0.0,
     )
     callbacks = [
         *fault_tolerance_callbacks(run_dir, strategy),
@@ -328,8 +329,6 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         callbacks += build_monitors(
             monitoring_batch, run_dir / "monitors", every_n_batches=config["monitor_every"]
         )
-    epochs_at_start = epochs_done
-    start = time.perf_counter()
     for first_epoch, end_epoch, lr_scale in _training_phases(config):
         if epochs_done >= end_epoch:
             continue
@@ -351,7 +350,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         epochs_done = len(checkpoint.rows)
         if guard.diverged:
             break
-    train_seconds = time.perf_counter() - start
+    train_seconds = checkpoint.train_seconds
     history = history_columns(checkpoint.rows)
     _write_curves(run_dir, history)
     if checkpoint.rows:
@@ -362,15 +361,14 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         raise TrainingDiverged(guard.diverged)
 
     test = model.evaluate(datasets["test"], verbose=0, return_dict=True)
-    trained_epochs = epochs_done - epochs_at_start
     metrics = {
         "recipe": recipe,
         "test_loss": float(test["loss"]),
         "test_accuracy": float(test["accuracy"]),
         "epochs": epochs_done,
         "wall_time_s": round(train_seconds, 2),
-        "images_per_s": round(trained_epochs * info.split_sizes["train"] / train_seconds, 1)
-        if trained_epochs and train_seconds > 0
+        "images_per_s": round(epochs_done * info.split_sizes["train"] / train_seconds, 1)
+        if epochs_done and train_seconds > 0
         else None,
         "best_val_accuracy": checkpoint.best,
         "parameters": model.count_params(),

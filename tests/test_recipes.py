@@ -204,7 +204,8 @@ def test_resume_after_sigkill(tmp_path):
     assert process.poll() is None, "the run finished before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done = json.loads(state_file.read_text())["epochs_done"]
+    killed_state = json.loads(state_file.read_text())
+    done = killed_state["epochs_done"]
     assert 1 <= done < 4
     assert not (run_dir / "model.keras").exists()
 
@@ -215,6 +216,8 @@ def test_resume_after_sigkill(tmp_path):
     assert f"Resuming {run_dir} after epoch {done}" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 4
+    # Training time and throughput count the epochs of both processes.
+    assert metrics["wall_time_s"] > killed_state["train_seconds"] > 0
     lines = (run_dir / "history.csv").read_text().strip().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4"]
     keras.models.load_model(run_dir / "model.keras")

@@ -111,10 +111,18 @@ def test_run_checkpoint_writes_resumable_state(tmp_path):
     rows = read_history(tmp_path)
     assert [row["epoch"] for row in rows] == [1.0, 2.0, 3.0]
     assert state["best"] == max(row["val_accuracy"] for row in rows)
+    assert state["train_seconds"] > 0
     reloaded = keras.models.load_model(tmp_path / LAST_MODEL)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
     assert (tmp_path / BEST_MODEL).is_file()
     assert history_columns(read_history(tmp_path, 2))["loss"] == [r["loss"] for r in rows[:2]]
+
+
+def test_run_checkpoint_adds_training_time_to_the_resumed_runs(tmp_path):
+    x, y = tiny_data()
+    checkpoint = RunCheckpoint(tmp_path, train_seconds=1000.0)
+    tiny_model().fit(x, y, validation_data=(x, y), epochs=2, verbose=0, callbacks=[checkpoint])
+    assert 1000.0 < read_state(tmp_path)["train_seconds"] == checkpoint.train_seconds < 1100.0
 
 
 def test_divergence_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
