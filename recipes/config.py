@@ -199,6 +199,9 @@ def check_keys(values: dict[str, Any], origin: str) -> None:
             raise ValueError(f"unknown option {key!r} in {origin}{hint}")
 
 
+# A run directory's effective configuration, written by the runner and read back by --resume.
+CONFIG_FILE = "config.json"
+
 # What a resumed run may change: where and how verbosely it runs, and where its data lives.
 RESUME_MAY_CHANGE = ("resume", "out_dir", "dry_run", "verbose", "data_dir", "manual_dir")
 
@@ -210,7 +213,7 @@ def _as_saved(value: Any) -> Any:
 
 def saved_run_config(run_dir: str | Path) -> dict[str, Any] | None:
     """The configuration a run directory was started with, or None if it holds no run."""
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
@@ -254,7 +257,7 @@ def _refuse_changes_on_resume(
     saved: dict[str, Any], config: dict[str, Any], run_dir: str | Path
 ) -> None:
     changed = [
-        f"{key} (saved {saved.get(key)!r}, given {config[key]!r})"
+        f"{key} (saved {saved[key]!r}, given {config[key]!r})"
         for key in saved
         if key not in RESUME_MAY_CHANGE and _as_saved(config[key]) != saved[key]
     ]

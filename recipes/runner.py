@@ -39,7 +39,7 @@ from recipes.checkpoints import (
     read_history,
     read_state,
 )
-from recipes.config import resolve_config
+from recipes.config import CONFIG_FILE, resolve_config
 from recipes.data import SPLITS, DatasetInfo, load_dataset
 from recipes.diagnosis import diagnose, format_findings, write_diagnosis
 from recipes.distribute import (
@@ -62,7 +62,6 @@ from recipes.sanity import run_sanity_checks
 from recipes.schedules import get_schedule, get_schedule_callbacks
 from zoo.knobs import KNOB_DEFAULTS
 
-CONFIG_FILE = "config.json"
 DATASET_FILE = "dataset.json"
 METRICS_FILE = "metrics.json"
 FINAL_MODEL = "model.keras"
