@@ -263,7 +263,7 @@ def _refuse_changes_on_resume(
     ]
     if changed:
         raise ValueError(
-            f"--resume continues {run_dir} as saved in its config.json, but these settings "
+            f"--resume continues {run_dir} as saved in its {CONFIG_FILE}, but these settings "
             f"differ: {'; '.join(changed)}. Drop them to resume, or start a new run with "
             "another --out-dir."
         )
