@@ -20,6 +20,7 @@ DEFAULTS = {
     "model": "alexnet_small",
     "dataset": "cifar10",
     "augment": "standard",
+    "tta": "flip",  # trained on mirrored images, so also report the flip-averaged accuracy
     "optimizer": "momentum",
     "lr": 0.01,
     "optimizer_options": {"momentum": 0.9},

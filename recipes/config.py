@@ -47,6 +47,7 @@ BASE_DEFAULTS: dict[str, Any] = {
     "full_lr_factor": 0.1,
     "class_index": None,
     "top_k": 5,
+    "tta": "none",
     "batch_size": 128,
     "epochs": 10,
     "seed": 0,
@@ -128,6 +129,9 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     run.add_argument("--sanity", action="store_true", help="sanity checks before training")
     run.add_argument("--monitors", action="store_true", help="dead ReLU/update ratio/... monitors")
     run.add_argument("--monitor-every", type=int, help="monitor every N batches (default: epoch)")
+    run.add_argument(
+        "--tta", help="test-time augmentation: none | flip (also report flip-averaged accuracy)"
+    )
 
     distribute = parser.add_argument_group("distribution (see docs/distributed.md)")
     distribute.add_argument(
@@ -202,8 +206,9 @@ def check_keys(values: dict[str, Any], origin: str) -> None:
 # A run directory's effective configuration, written by the runner and read back by --resume.
 CONFIG_FILE = "config.json"
 
-# What a resumed run may change: where and how verbosely it runs, and where its data lives.
-RESUME_MAY_CHANGE = ("resume", "out_dir", "dry_run", "verbose", "data_dir", "manual_dir")
+# What a resumed run may change: where and how verbosely it runs, where its data lives, and how
+# its final model is evaluated.
+RESUME_MAY_CHANGE = ("resume", "out_dir", "dry_run", "verbose", "data_dir", "manual_dir", "tta")
 
 
 def _as_saved(value: Any) -> Any:

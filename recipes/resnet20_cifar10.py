@@ -19,6 +19,7 @@ DEFAULTS = {
     "model": "resnet20",
     "dataset": "cifar10",
     "augment": "standard",
+    "tta": "flip",  # trained on mirrored images, so also report the flip-averaged accuracy
     "norm": "batch",
     "optimizer": "momentum",
     "lr": 0.1,

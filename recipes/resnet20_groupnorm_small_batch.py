@@ -19,6 +19,7 @@ DEFAULTS = {
     "model": "resnet20",
     "dataset": "cifar10",
     "augment": "light",
+    "tta": "flip",  # trained on mirrored images, so also report the flip-averaged accuracy
     "norm": "group",
     "groups": 8,
     "optimizer": "momentum",

@@ -60,6 +60,7 @@ from recipes.optimizers import get_optimizer
 from recipes.plots import plot_curves
 from recipes.sanity import run_sanity_checks
 from recipes.schedules import get_schedule, get_schedule_callbacks
+from recipes.tta import check_tta, tta_metrics
 from zoo.knobs import KNOB_DEFAULTS
 
 DATASET_FILE = "dataset.json"
@@ -67,7 +68,8 @@ METRICS_FILE = "metrics.json"
 FINAL_MODEL = "model.keras"
 
 
-def _json(value: Any) -> str:
+def format_json(value: Any) -> str:
+    """A run-directory JSON file's text: indented, keys sorted, anything else as its str()."""
     return json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
 
 
@@ -125,6 +127,7 @@ def check_config(config: dict[str, Any]) -> None:
             f"fine_tune='full' trains the head for head_epochs, then the backbone until epochs: "
             f"need 0 < head_epochs < epochs, got {config['head_epochs']} and {config['epochs']}"
         )
+    check_tta(config["tta"])
     if not 0 < config["full_lr_factor"] <= 1:
         raise ValueError(f"full_lr_factor must be in (0, 1], got {config['full_lr_factor']!r}")
 
@@ -244,7 +247,7 @@ def _label_images(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     paths = list_images(config["dataset"])
     model = zoo.create(config["model"], **_model_options(config))
     if config["dry_run"]:
-        print(_json(config))
+        print(format_json(config))
         model.summary()
         return {}
     labels = zoo.predict_labels(
@@ -263,9 +266,9 @@ def _label_images(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         ]
         print(f"{name}: " + ", ".join(f"{label} {p:.2f}" for _, label, p in top))
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, _json(config))
+    atomic_write_text(run_dir / CONFIG_FILE, format_json(config))
     atomic_write_text(run_dir / "predictions.csv", "\n".join(rows) + "\n")
-    atomic_write_text(run_dir / "predictions.json", _json(predictions))
+    atomic_write_text(run_dir / "predictions.json", format_json(predictions))
     print(f"predictions for {len(paths)} images in {run_dir}")
     return {"predictions": predictions}
 
@@ -293,14 +296,14 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         prepare_for_fit(model, datasets["train"])
 
     if config["dry_run"]:
-        print(_json(config))
-        print(_json(info.to_dict()))
+        print(format_json(config))
+        print(format_json(info.to_dict()))
         model.summary()
         return {}
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, _json(config))
-    atomic_write_text(run_dir / DATASET_FILE, _json(info.to_dict()))
+    atomic_write_text(run_dir / CONFIG_FILE, format_json(config))
+    atomic_write_text(run_dir / DATASET_FILE, format_json(info.to_dict()))
 
     if config["sanity"]:
         _sanity_checks(config, datasets["train"], info, run_dir)
@@ -374,10 +377,15 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         "dataset": info.to_dict(),
         "config": config,
     }
+    with_tta = ""
+    if config["tta"] != "none":
+        with strategy.scope():
+            metrics.update(tta_metrics(model, datasets["test"], config["tta"]))
+        with_tta = f" ({metrics['test_accuracy_tta']:.4f} with tta {config['tta']})"
     atomic_save_model(model, run_dir / FINAL_MODEL)
-    atomic_write_text(run_dir / METRICS_FILE, _json(metrics))
+    atomic_write_text(run_dir / METRICS_FILE, format_json(metrics))
     print(
-        f"test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f} "
+        f"test accuracy {metrics['test_accuracy']:.4f}{with_tta}, test loss {metrics['test_loss']:.4f} "
         f"after {metrics['epochs']} epochs; outputs in {run_dir}"
     )
     discard_worker_outputs(run_dir, strategy)

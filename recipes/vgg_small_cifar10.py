@@ -17,6 +17,7 @@ DEFAULTS = {
     "model": "vgg_small",
     "dataset": "cifar10",
     "augment": "standard",
+    "tta": "flip",  # trained on mirrored images, so also report the flip-averaged accuracy
     "norm": "batch",
     "optimizer": "momentum",
     "lr": 0.05,

@@ -1,6 +1,9 @@
 """Collects finished runs into a Markdown table: test accuracy (mean and spread over seeds),
 parameters, epochs and wall time per recipe, from each run directory's metrics.json.
 
+The accuracy with test-time augmentation (see `recipes.tta`) gets a column of its own, filled
+where every run of a row measured it; the plain single-view accuracy is always measured.
+
 Runs that differ only in their seed are pooled into one row; the row's last column names every
 setting that differs from the recipe's defaults, so each row can be re-run from its recipe.
 
@@ -23,8 +26,9 @@ if __package__ in (None, ""):  # run as `python scripts/collect_results.py`: fin
 
 from recipes.config import BASE_DEFAULTS
 
-# Settings that differ between repeats of one experiment without changing the experiment.
-RUN_SPECIFIC_KEYS = ("seed", "out_dir", "resume", "verbose", "dry_run")
+# Settings that differ between repeats of one experiment without changing the experiment; the
+# test-time augmentation only adds a column, since the single-view accuracy is always measured.
+RUN_SPECIFIC_KEYS = ("seed", "out_dir", "resume", "verbose", "dry_run", "tta")
 # Settings the table shows in columns of their own, or that say where the data lives.
 SHOWN_KEYS = ("model", "norm", "dataset", "data_dir", "manual_dir", "batch_size", "epochs")
 
@@ -58,25 +62,38 @@ def changed_settings(recipe: str, config: dict[str, Any]) -> str:
     return ", ".join(changed) or "defaults"
 
 
+def mean_and_spread(values: list[float]) -> str:
+    """`mean ± half the range` to 4 decimals; the mean alone for a single value."""
+    spread = f" ± {(max(values) - min(values)) / 2:.4f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values):.4f}{spread}"
+
+
+def tta_accuracy(runs: list[dict]) -> str:
+    """The test-time-augmented accuracy when every run of the group has it, with one mode."""
+    modes = {run.get("tta") for run in runs}
+    if len(modes) != 1 or None in modes:
+        return "-"
+    return f"{mean_and_spread([run['test_accuracy_tta'] for run in runs])} ({modes.pop()})"
+
+
 def markdown_table(groups: dict[str, list[dict]]) -> str:
     """One row per experiment: accuracy as mean (± half the range when there are several seeds)."""
     lines = [
-        "| recipe | model | norm | dataset | batch | epochs | seeds | test accuracy | parameters "
-        "| wall time per run | changed from the recipe's defaults |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| recipe | model | norm | dataset | batch | epochs | seeds | test accuracy "
+        "| with test-time augmentation | parameters | wall time per run "
+        "| changed from the recipe's defaults |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = sorted(groups.values(), key=lambda runs: (runs[0].get("recipe", ""), runs[0]["epochs"]))
     for runs in rows:
         first, config = runs[0], runs[0]["config"]
         recipe = first.get("recipe", "?")
-        accuracies = [run["test_accuracy"] for run in runs]
-        spread = f" ± {(max(accuracies) - min(accuracies)) / 2:.4f}" if len(runs) > 1 else ""
         wall = statistics.mean(run["wall_time_s"] for run in runs)
         lines.append(
             f"| {recipe} | {config['model']} | {config.get('norm') or 'default'} "
             f"| {first['dataset']['name']} | {config['batch_size']} | {first['epochs']} "
-            f"| {len(runs)} | {statistics.mean(accuracies):.4f}{spread} "
-            f"| {first['parameters']:,} | {wall / 60:.1f} min | {changed_settings(recipe, config)} |"
+            f"| {len(runs)} | {mean_and_spread([run['test_accuracy'] for run in runs])} "
+            f"| {tta_accuracy(runs)} | {first['parameters']:,} | {wall / 60:.1f} min | {changed_settings(recipe, config)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -2,13 +2,14 @@
 
 import pytest
 
-from scripts import collect_results
+from scripts import collect_results, evaluate_run
 from tests.test_recipes import run_recipe
 
 
 @pytest.fixture(scope="module")
 def run_dirs(tmp_path_factory):
-    """Three one-epoch LeNet-5 runs on the sample: seeds 0 and 1 of the defaults, one with tanh."""
+    """Three one-epoch LeNet-5 runs on the sample: seeds 0 and 1 of the defaults (evaluated again
+    with flip TTA afterwards), one with tanh."""
     root = tmp_path_factory.mktemp("runs")
     for name, flags in (
         ("s0", ("--seed", "0")),
@@ -27,6 +28,8 @@ def run_dirs(tmp_path_factory):
             "0",
             *flags,
         )
+    for name in ("s0", "s1"):
+        evaluate_run.evaluate_run(root / name, "flip", {})
     return root
 
 
@@ -51,6 +54,17 @@ def test_seeds_pool_into_one_row_and_changes_are_named(run_dirs):
     mean, spread = (float(x) for x in pooled["test accuracy"].split(" ± "))
     assert mean == pytest.approx(sum(seed_accuracies) / 2, abs=6e-5)
     assert spread == pytest.approx(abs(seed_accuracies[0] - seed_accuracies[1]) / 2, abs=6e-5)
+    tta_accuracies = [
+        run["test_accuracy_tta"] for runs in groups.values() if len(runs) == 2 for run in runs
+    ]
+    tta_mean, tta_spread = (
+        pooled["with test-time augmentation"].removesuffix(" (flip)").split(" ± ")
+    )
+    assert float(tta_mean) == pytest.approx(sum(tta_accuracies) / 2, abs=6e-5)
+    assert float(tta_spread) == pytest.approx(
+        abs(tta_accuracies[0] - tta_accuracies[1]) / 2, abs=6e-5
+    )
+    assert single["with test-time augmentation"] == "-"
     assert single["changed from the recipe's defaults"] == "activation=tanh"
     assert single["epochs"] == "1" and single["parameters"] == "61,706"
 

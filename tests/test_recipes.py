@@ -146,6 +146,7 @@ def test_refuses_to_overwrite_a_run(tmp_path):
         (["--augment", "flip_x"], "flip_x"),
         (["--fine-tune", "head"], "use --preprocessing none"),
         (["--resume"], "--resume needs --out-dir"),
+        (["--tta", "rotate"], "unknown tta 'rotate'; accepted: none, flip"),
     ],
 )
 def test_bad_flags_give_clear_errors(flags, message, tmp_path):

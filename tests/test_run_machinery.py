@@ -79,6 +79,9 @@ def test_resume_takes_the_saved_config_and_refuses_changes(tmp_path):
     )
     assert resumed["model"] == "mlp" and resumed["epochs"] == 7
     assert resumed["image_size"] == [32, 32] and resumed["verbose"] == 0 and resumed["resume"]
+    # How the final model is evaluated is not part of training, so it may change.
+    flip = resolve_config({}, ["--out-dir", str(tmp_path), "--resume", "--tta", "flip"], "t", "")
+    assert flip["tta"] == "flip" and flip["epochs"] == 7
     # Repeating the original command is fine: nothing changes.
     again = ["--epochs", "7", "--image-size", "32", "--out-dir", str(tmp_path), "--resume"]
     assert resolve_config({"model": "mlp"}, again, "t", "")["epochs"] == 7
