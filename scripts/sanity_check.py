@@ -9,7 +9,6 @@ report, writes it to `<output-dir>/sanity.txt`, and exits with status 1 when a c
 """
 
 import argparse
-import gzip
 import sys
 from pathlib import Path
 
@@ -18,30 +17,17 @@ import numpy as np
 import tensorflow as tf
 
 from recipes.files import atomic_write_text
+from recipes.idx import load_idx_split
 from recipes.sanity import run_sanity_checks
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
-# IDX type codes (the MNIST file format) that Fashion-MNIST uses: 0x08 is unsigned byte.
-IDX_DTYPES = {0x08: np.uint8}
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Reads a gzipped IDX file: two zero bytes, a type code, the rank, big-endian dims, data."""
-    with gzip.open(path, "rb") as handle:
-        content = handle.read()
-    type_code, rank = content[2], content[3]
-    if content[:2] != b"\x00\x00" or type_code not in IDX_DTYPES:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    shape = tuple(np.frombuffer(content, dtype=">i4", count=rank, offset=4))
-    return np.frombuffer(content, dtype=IDX_DTYPES[type_code], offset=4 + 4 * rank).reshape(shape)
 
 
 def fashion_mnist(directory: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The first `count` training images scaled to [0, 1], with their labels."""
-    images = read_idx(directory / "train-images-idx3-ubyte.gz")[:count]
-    labels = read_idx(directory / "train-labels-idx1-ubyte.gz")[:count]
-    return images.astype("float32") / 255.0, labels.astype("int32")
+    images, labels = load_idx_split(directory, "train")
+    return images[:count, ..., 0].astype("float32") / 255.0, labels[:count].astype("int32")
 
 
 def synthetic(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

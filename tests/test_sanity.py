@@ -17,6 +17,8 @@ from recipes.sanity import (
     resolve_loss,
     run_sanity_checks,
 )
+from scripts import sanity_check
+from tests.test_idx import write_split
 
 NUM_CLASSES = 10
 FEATURES = 16
@@ -183,3 +185,22 @@ def test_invalid_arguments_are_rejected(tmp_path):
         lr_range_test(_factory(), _blobs(), tmp_path / "x.png", min_lr=1.0, max_lr=0.1)
     with pytest.raises(ValueError, match="regularization_scales must be at least two"):
         run_sanity_checks(_factory(), _blobs(), NUM_CLASSES, regularization_scales=(1.0, 0.0))
+
+
+@pytest.mark.filterwarnings("ignore::recipes.monitors.TrainingHealthWarning")  # random labels
+def test_sanity_script_reads_idx_files_through_the_project_reader(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(70, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, NUM_CLASSES, size=70).astype(np.uint8)
+    (tmp_path / "idx").mkdir()
+    write_split(tmp_path / "idx", "train", images, labels)
+
+    loaded_images, loaded_labels = sanity_check.fashion_mnist(tmp_path / "idx", 64)
+    assert loaded_images.shape == (64, 28, 28) and loaded_images.dtype == np.float32
+    np.testing.assert_allclose(loaded_images, images[:64] / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(loaded_labels, labels[:64])
+
+    output = tmp_path / "out"
+    args = ["--fashion-mnist-dir", str(tmp_path / "idx"), "--examples", "64", "--lr-steps", "10"]
+    sanity_check.main([*args, "--output-dir", str(output)])
+    assert "initial loss" in (output / "sanity.txt").read_text()
