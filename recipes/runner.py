@@ -379,8 +379,10 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     }
     with_tta = ""
     if config["tta"] != "none":
-        with strategy.scope():
-            metrics.update(tta_metrics(model, datasets["test"], config["tta"]))
+        # Outside the strategy's scope: built inside a multi-worker scope, the averaging model
+        # fails to evaluate (per-replica values). Each worker scores the whole test set instead,
+        # as a one-device run does.
+        metrics.update(tta_metrics(model, datasets["test"], config["tta"]))
         with_tta = f" ({metrics['test_accuracy_tta']:.4f} with tta {config['tta']})"
     atomic_save_model(model, run_dir / FINAL_MODEL)
     atomic_write_text(run_dir / METRICS_FILE, format_json(metrics))

@@ -202,7 +202,13 @@ def test_sync_bn_leaves_models_without_batchnorm_alone():
 @pytest.mark.slow
 def test_mirrored_on_two_cpu_replicas_matches_one_device(tmp_path):
     """Same global batch and seed: MirroredStrategy ends with the default strategy's weights."""
-    batch_norm = {**SMALL_RUN, "model": "lenet5", "norm": "batch", "optimizer": "Momentum"}
+    batch_norm = {
+        **SMALL_RUN,
+        "model": "lenet5",
+        "norm": "batch",
+        "optimizer": "Momentum",
+        "tta": "flip",
+    }
     mirrored = {"strategy": "mirrored", "cpu_replicas": 2}
     spec = {
         "cpu_replicas": 2,
@@ -229,6 +235,14 @@ def test_mirrored_on_two_cpu_replicas_matches_one_device(tmp_path):
 
     one_device = final_model("default")
     assert max_weight_difference(one_device, final_model("mirrored_sync_bn")) < WEIGHT_TOLERANCE
+    # Test-time augmentation evaluates a mirrored model as it does the one-device model.
+    metrics = {
+        name: json.loads((tmp_path / name / "metrics.json").read_text())
+        for name in ("default", "mirrored_sync_bn")
+    }
+    assert metrics["mirrored_sync_bn"]["test_accuracy_tta"] == pytest.approx(
+        metrics["default"]["test_accuracy_tta"], abs=2e-3
+    )
     # Without synchronization each replica normalizes with its half-batch statistics: a
     # different training, which is what --sync-bn is for.
     assert max_weight_difference(one_device, final_model("mirrored_local_bn")) > 0.01
@@ -265,6 +279,7 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
         "activation": "maxout",
         "optimizer": "RMSProp",
         "lr": 0.001,
+        "tta": "flip",
     }
     flags = [
         "--strategy", "multi_worker",
@@ -275,7 +290,16 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
         "--optimizer", config["optimizer"],
         "--out-dir", str(tmp_path / "cluster"),
     ]  # fmt: skip
-    for key in ("lr", "dataset", "validation_fraction", "batch_size", "epochs", "seed", "verbose"):
+    for key in (
+        "lr",
+        "dataset",
+        "validation_fraction",
+        "batch_size",
+        "epochs",
+        "seed",
+        "verbose",
+        "tta",
+    ):
         flags += [f"--{key.replace('_', '-')}", str(config[key])]
     addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
@@ -311,8 +335,14 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
     assert metrics["epochs"] == 1 and (run_dir / "loss.png").is_file()
     # The two workers each took half of every global batch of 64: the same training as one
     # device with batches of 64.
-    run({**BASE_DEFAULTS, **LENET5_RECIPE, **config, "out_dir": str(tmp_path / "one_device")})
+    alone = run(
+        {**BASE_DEFAULTS, **LENET5_RECIPE, **config, "out_dir": str(tmp_path / "one_device")}
+    )
     one_device = keras.models.load_model(tmp_path / "one_device" / "model.keras")
     chief_model = keras.models.load_model(run_dir / "model.keras")  # with its optimizer and loss
     assert chief_model.optimizer.__class__ is one_device.optimizer.__class__
     assert max_weight_difference(chief_model, one_device) < WEIGHT_TOLERANCE
+    # Test-time augmentation evaluates the same way across workers as on one device.
+    assert metrics["tta"] == "flip"
+    for key in ("test_accuracy", "test_accuracy_tta"):
+        assert metrics[key] == pytest.approx(alone[key], abs=2e-3), key
