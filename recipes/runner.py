@@ -387,8 +387,9 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     atomic_save_model(model, run_dir / FINAL_MODEL)
     atomic_write_text(run_dir / METRICS_FILE, format_json(metrics))
     print(
-        f"test accuracy {metrics['test_accuracy']:.4f}{with_tta}, test loss {metrics['test_loss']:.4f} "
-        f"after {metrics['epochs']} epochs; outputs in {run_dir}"
+        f"test accuracy {metrics['test_accuracy']:.4f}{with_tta}, "
+        f"test loss {metrics['test_loss']:.4f} after {metrics['epochs']} epochs; "
+        f"outputs in {run_dir}"
     )
     discard_worker_outputs(run_dir, strategy)
     return metrics

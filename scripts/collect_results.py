@@ -93,7 +93,8 @@ def markdown_table(groups: dict[str, list[dict]]) -> str:
             f"| {recipe} | {config['model']} | {config.get('norm') or 'default'} "
             f"| {first['dataset']['name']} | {config['batch_size']} | {first['epochs']} "
             f"| {len(runs)} | {mean_and_spread([run['test_accuracy'] for run in runs])} "
-            f"| {tta_accuracy(runs)} | {first['parameters']:,} | {wall / 60:.1f} min | {changed_settings(recipe, config)} |"
+            f"| {tta_accuracy(runs)} | {first['parameters']:,} | {wall / 60:.1f} min "
+            f"| {changed_settings(recipe, config)} |"
         )
     return "\n".join(lines) + "\n"
 
