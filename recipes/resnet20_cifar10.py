@@ -4,8 +4,8 @@ Three stages of basic residual blocks (16/32/64 filters) with batch normalizatio
 flip augmentation, SGD + momentum 0.9, weight decay 1e-4 and step decay as in the paper.
 Expected test accuracy on CIFAR-10: 0.91-0.92 with the full schedule. Measured on full
 Fashion-MNIST (`--dataset fashion_mnist`, 2 CPU cores) with `--epochs 30 --lr-schedule cosine`,
-over 3 seeds, about an hour each: 0.9453 ± 0.0015 averaging each test image with its mirror image
-(`tta`, on by default), 0.9422 ± 0.0020 single-view; see docs/RESULTS.md.
+over 4 seeds, about an hour each: 0.9447 ± 0.0021 averaging each test image with its mirror image
+(`tta`, on by default), 0.9419 ± 0.0020 single-view; see docs/RESULTS.md.
 """
 
 import sys
