@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # run as `python scripts/evaluate_run.py`: find t
 
 import keras
 
-from recipes.config import CONFIG_FILE
+from recipes.config import CONFIG_FILE, saved_run_config
 from recipes.files import atomic_write_text
 from recipes.runner import FINAL_MODEL, METRICS_FILE, format_json, load_data
 from recipes.tta import TTA_MODES, check_tta, tta_metrics
@@ -46,7 +46,7 @@ def evaluate_run(run_dir: Path, mode: str, data_overrides: dict[str, str]) -> di
     ]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a finished run: {', '.join(missing)} missing")
-    config = {**json.loads((run_dir / CONFIG_FILE).read_text()), **data_overrides}
+    config = {**saved_run_config(run_dir), **data_overrides}
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     test, info = load_data(config, "test")
     model = keras.models.load_model(run_dir / FINAL_MODEL)
