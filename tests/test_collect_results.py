@@ -1,5 +1,7 @@
 """scripts/collect_results.py on real run directories written by a recipe."""
 
+from pathlib import Path
+
 import pytest
 
 from scripts import collect_results, evaluate_run
@@ -78,3 +80,11 @@ def test_unfinished_runs_are_skipped_and_nothing_finished_is_an_error(run_dirs, 
     with pytest.raises(SystemExit):
         collect_results.main([str(empty)])
     assert "none of the given directories" in capsys.readouterr().err
+
+
+def test_results_doc_table_is_what_the_script_prints_from_the_kept_runs():
+    """docs/RESULTS.md says its table is exactly collect_results' output over docs/runs/*."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    groups = collect_results.load_runs(sorted((docs / "runs").iterdir()))
+    table = collect_results.markdown_table(groups)
+    assert table in (docs / "RESULTS.md").read_text()
