@@ -1,10 +1,9 @@
 """scripts/collect_results.py on real run directories written by a recipe."""
 
-from pathlib import Path
-
 import pytest
 
 from scripts import collect_results, evaluate_run
+from tests.conftest import REPO_ROOT
 from tests.test_recipes import run_recipe
 
 
@@ -84,7 +83,7 @@ def test_unfinished_runs_are_skipped_and_nothing_finished_is_an_error(run_dirs, 
 
 def test_results_doc_table_is_what_the_script_prints_from_the_kept_runs():
     """docs/RESULTS.md says its table is exactly collect_results' output over docs/runs/*."""
-    docs = Path(__file__).resolve().parents[1] / "docs"
+    docs = REPO_ROOT / "docs"
     groups = collect_results.load_runs(sorted((docs / "runs").iterdir()))
     table = collect_results.markdown_table(groups)
     assert table in (docs / "RESULTS.md").read_text()

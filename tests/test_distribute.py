@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 from contextlib import ExitStack
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -35,8 +34,8 @@ from recipes.distribute import (
 from recipes.lenet5_fashion_mnist import DEFAULTS as LENET5_RECIPE
 from recipes.optimizers import OPTIMIZER_NAMES
 from recipes.runner import run
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Weights after the same training on one device and on several replicas differ only by the
 # order of floating-point sums (per-replica gradients added up instead of one batch's gradient).
 WEIGHT_TOLERANCE = 5e-4

@@ -28,8 +28,8 @@ from recipes.search.report import (
 from recipes.search.space import apply_values, build_hyperparameters
 from recipes.search.stage import StagePlan, read_plan, write_plan
 from recipes.search.tuner import make_oracle
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "lenet5_fashion_mnist"
 # A tiny model on the embedded sample: a trial trains in about a second.
 TINY_RECIPE_FLAGS = [
