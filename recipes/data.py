@@ -194,10 +194,16 @@ def _load_sample(validation_fraction: float, test_fraction: float, seed: int) ->
 
 
 def _load_idx(
-    name: str, manual_dir: str | os.PathLike, validation_fraction: float, seed: int
+    name: str,
+    manual_dir: str | os.PathLike,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
 ) -> _RawData:
     arrays = {split: load_idx_split(manual_dir, split) for split in ("train", "test")}
-    return _raw_from_arrays("idx", arrays, IDX_DATASETS[name], validation_fraction, 0.0, seed)
+    return _raw_from_arrays(
+        "idx", arrays, IDX_DATASETS[name], validation_fraction, test_fraction, seed
+    )
 
 
 def _decode_image_file(path: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
@@ -329,7 +335,7 @@ def _load_raw(
                 f"manual_dir (an offline mirror of IDX files) is supported for {sorted(IDX_DATASETS)}"
                 f", not for dataset {name!r}"
             )
-        raw = _load_idx(name, manual_dir, validation_fraction, seed)
+        raw = _load_idx(name, manual_dir, validation_fraction, test_fraction, seed)
     elif name == SAMPLE_NAME:
         raw = _load_sample(validation_fraction, test_fraction, seed)
     elif os.sep in name or Path(name).is_dir():
