@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 _CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
@@ -67,8 +68,10 @@ class WeightNormalization(keras.layers.Wrapper):
     first *training* call sets, for each output unit with pre-activation
     `t = x . v / ||v||` over that batch, `g = 1 / std(t)` and
     `bias = -mean(t) / std(t)`, so the initial pre-activations have zero mean
-    and unit variance per unit. A non-trainable `initialized` flag records
-    this, so it runs once and is not repeated after saving and loading.
+    and unit variance per unit. Under a distribution strategy the statistics
+    are all-reduced, so they are those of the whole global batch. A
+    non-trainable `initialized` flag records this, so it runs once and is not
+    repeated after saving and loading.
     Inference calls before training use the plain initialization.
 
     Supported layers: `Dense`, `Conv1D`, `Conv2D`, `Conv3D` and their
@@ -144,12 +147,30 @@ class WeightNormalization(keras.layers.Wrapper):
             )
         return layer.convolution_op(inputs, kernel)
 
-    def _initialize_from_data(self, inputs):
-        pre_activations = self._normalized_linear(inputs, ops.ones_like(self.g))
+    def _first_batch_sums(self, inputs):
+        """Per-unit count, sum and sum of squares of the unit-gain pre-activations."""
+        pre_activations = ops.cast(
+            self._normalized_linear(inputs, ops.ones_like(self.g)), "float32"
+        )
         rank = len(pre_activations.shape)
         channel_axis = self._channel_axis(rank)
         axes = [a for a in range(rank) if a != channel_axis]
-        mean, variance = ops.moments(ops.cast(pre_activations, "float32"), axes=axes)
+        count = ops.cast(
+            ops.size(pre_activations) // pre_activations.shape[channel_axis], "float32"
+        )
+        return ops.stack(
+            [
+                ops.full_like(self.g, count, dtype="float32"),
+                ops.sum(pre_activations, axis=axes),
+                ops.sum(ops.square(pre_activations), axis=axes),
+            ]
+        )
+
+    def _initialize_from_sums(self, sums):
+        count, total, total_of_squares = ops.unstack(sums)
+        count = ops.maximum(count, 1.0)
+        mean = total / count
+        variance = ops.maximum(total_of_squares / count - ops.square(mean), 0.0)
         inverse_std = ops.rsqrt(variance + _INIT_EPSILON)
         self.g.assign(ops.cast(inverse_std, self.g.dtype))
         if self.layer.use_bias:
@@ -157,13 +178,32 @@ class WeightNormalization(keras.layers.Wrapper):
         self.initialized.assign(True)
         return ops.zeros((), "float32")
 
+    def _initialize_from_data(self, inputs):
+        """Data-dependent init from the whole (global) first batch.
+
+        Under a distribution strategy each replica sees a slice of the batch, so the sums are
+        all-reduced across replicas. The all-reduce is a synchronization point and must not sit
+        inside a conditional, so it runs on every training step (on zeros once initialized); the
+        expensive pre-activations are computed only while uninitialized.
+        """
+        not_initialized = ops.logical_not(self.initialized)
+        sums = ops.cond(
+            not_initialized,
+            lambda: self._first_batch_sums(inputs),
+            lambda: ops.zeros((3, self.g.shape[0]), "float32"),
+        )
+        replica_context = tf.distribute.get_replica_context()
+        if replica_context is not None and replica_context.num_replicas_in_sync > 1:
+            sums = replica_context.all_reduce(tf.distribute.ReduceOp.SUM, sums)
+        ops.cond(
+            not_initialized,
+            lambda: self._initialize_from_sums(sums),
+            lambda: ops.zeros((), "float32"),
+        )
+
     def call(self, inputs, training=None):
         if self.initialized is not None and training:
-            ops.cond(
-                ops.logical_not(self.initialized),
-                lambda: self._initialize_from_data(inputs),
-                lambda: ops.zeros((), "float32"),
-            )
+            self._initialize_from_data(inputs)
         outputs = self._normalized_linear(inputs, self.g)
         if self.layer.use_bias:
             rank = len(outputs.shape)
