@@ -6,7 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
+from pathlib import Path
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -14,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from recipes.checkpoints import read_history, read_state
 from recipes.config import BASE_DEFAULTS, resolve_config
 from recipes.distribute import (
     STRATEGY_NAMES,
@@ -267,6 +271,54 @@ def free_ports(count: int) -> list[int]:
         return [s.getsockname()[1] for s in sockets]
 
 
+class Cluster(NamedTuple):
+    workers: list[subprocess.Popen]
+    logs: list[Path]
+
+    def log_tails(self) -> str:
+        return "\n".join(log.read_text()[-3000:] for log in self.logs)
+
+
+def start_cluster(module: str, flags: list[str], cwd: Path, log_name: str) -> Cluster:
+    """Two worker processes of `python -m module *flags` on free 127.0.0.1 ports."""
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    logs = [cwd / f"{log_name}{index}.log" for index in range(2)]
+    workers = []
+    for index, log in enumerate(logs):
+        env = {
+            **os.environ,
+            "TF_CONFIG": make_tf_config(addresses, index),
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        with open(log, "w") as out:
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", module, *flags],
+                    cwd=cwd,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    return Cluster(workers, logs)
+
+
+def finish_cluster(cluster: Cluster, timeout: float = 300) -> None:
+    """Waits for both workers and asserts they succeeded; kills any left on the way out."""
+    try:
+        codes = [worker.wait(timeout=timeout) for worker in cluster.workers]
+    finally:
+        kill_cluster(cluster)
+    assert codes == [0, 0], cluster.log_tails()
+
+
+def kill_cluster(cluster: Cluster) -> None:
+    for worker in cluster.workers:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
 @pytest.mark.slow
 def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
     """Two real worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy."""
@@ -300,32 +352,7 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
         "tta",
     ):
         flags += [f"--{key.replace('_', '-')}", str(config[key])]
-    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
-    workers = []
-    for index, log in enumerate(logs):
-        env = {
-            **os.environ,
-            "TF_CONFIG": make_tf_config(addresses, index),
-            "PYTHONPATH": str(REPO_ROOT),
-        }
-        with open(log, "w") as out:
-            workers.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "recipes.lenet5_fashion_mnist", *flags],
-                    cwd=tmp_path,
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-    try:
-        codes = [worker.wait(timeout=300) for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-    assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
+    finish_cluster(start_cluster("recipes.lenet5_fashion_mnist", flags, tmp_path, "worker"))
 
     run_dir = tmp_path / "cluster"
     assert not (run_dir / "workertemp_worker_1").exists()
@@ -345,3 +372,45 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
     assert metrics["tta"] == "flip"
     for key in ("test_accuracy", "test_accuracy_tta"):
         assert metrics[key] == pytest.approx(alone[key], abs=2e-3), key
+
+
+@pytest.mark.slow
+def test_multi_worker_run_killed_mid_training_resumes_on_restart(tmp_path):
+    """Both workers killed after a finished epoch; restarted with --resume, they finish the run.
+
+    Each worker restores its own last epoch (the chief's run directory, the other worker's
+    temporary one) and the cluster trains the remaining epochs in step; the epochs written before
+    the kill are kept and the backups are removed at the end.
+    """
+    run_dir = tmp_path / "cluster"
+    epochs, kill_after = 6, 2
+    flags = [
+        "--strategy", "multi_worker",
+        "--model", "mlp", "--model-option", "width=32",
+        "--dataset", "sample", "--validation-fraction", "0.1",
+        "--batch-size", "16", "--epochs", str(epochs), "--seed", "3", "--verbose", "0",
+        "--out-dir", str(run_dir),
+    ]  # fmt: skip
+    first = start_cluster("recipes.mlp_fashion_mnist", flags, tmp_path, "first")
+    try:
+        deadline = time.monotonic() + 300
+        while (read_state(run_dir) or {}).get("epochs_done", 0) < kill_after:
+            assert all(w.poll() is None for w in first.workers), first.log_tails()
+            assert time.monotonic() < deadline, first.log_tails()
+            time.sleep(0.02)
+    finally:
+        kill_cluster(first)
+    killed_at = read_state(run_dir)["epochs_done"]
+    assert killed_at < epochs, "the run finished before it could be killed"
+    rows_before = read_history(run_dir, killed_at)
+
+    second = start_cluster("recipes.mlp_fashion_mnist", [*flags, "--resume"], tmp_path, "second")
+    finish_cluster(second)
+    for log, directory in zip(second.logs, (run_dir, run_dir / "workertemp_worker_1"), strict=True):
+        assert f"Resuming {directory} after epoch" in log.read_text(), log.read_text()[-3000:]
+    rows = read_history(run_dir)
+    assert [row["epoch"] for row in rows] == list(range(1, epochs + 1))
+    assert rows[: len(rows_before)] == rows_before
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == epochs
+    assert not (run_dir / "workertemp_worker_1").exists()
+    assert not (run_dir / "checkpoints" / "backup").exists()
