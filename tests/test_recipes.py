@@ -16,8 +16,8 @@ import tensorflow as tf
 from recipes.__main__ import list_recipes
 from recipes.data import load_dataset
 from recipes.runner import recipe_main
+from tests.conftest import REPO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted(list_recipes())
 CIFAR_SHAPED = {
     "alexnet_lrn_cifar10",
@@ -59,7 +59,7 @@ def test_recipe_listing():
     }
     assert expected <= set(RECIPES)
     out = subprocess.run(
-        [sys.executable, "-m", "recipes"], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "recipes"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout
     for name in expected:
         assert name in out
@@ -164,7 +164,7 @@ def test_unknown_flag_exits_with_usage(capsys):
 def test_runs_as_a_script(tmp_path):
     result = subprocess.run(
         [sys.executable, "recipes/lenet5_fashion_mnist.py", "--dataset", "sample", "--dry-run"],
-        cwd=REPO,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=300,
@@ -192,9 +192,9 @@ def test_resume_after_sigkill(tmp_path):
         "--verbose",
         "0",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     state_file = run_dir / "checkpoints" / "state.json"
     deadline = time.monotonic() + 240
@@ -211,7 +211,7 @@ def test_resume_after_sigkill(tmp_path):
     assert not (run_dir / "model.keras").exists()
 
     result = subprocess.run(
-        [*command, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [*command, "--resume"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Resuming {run_dir} after epoch {done}" in result.stdout

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from tests.conftest import REPO_ROOT
 from tests.zoo_data import fashion_mnist_subset
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Expected top-1 labels, from ../shared/weights/README.md.
 SAMPLE_LABELS = {
     "cat.png": "Egyptian_cat",
