@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
@@ -38,7 +37,7 @@ from recipes.distribute import (
 from recipes.lenet5_fashion_mnist import DEFAULTS as LENET5_RECIPE
 from recipes.optimizers import OPTIMIZER_NAMES
 from recipes.runner import run
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_for_finished_epochs
 
 # Weights after the same training on one device and on several replicas differ only by the
 # order of floating-point sums (per-replica gradients added up instead of one batch's gradient).
@@ -393,11 +392,7 @@ def test_multi_worker_run_killed_mid_training_resumes_on_restart(tmp_path):
     ]  # fmt: skip
     first = start_cluster("recipes.mlp_fashion_mnist", flags, tmp_path, "first")
     try:
-        deadline = time.monotonic() + 300
-        while (read_state(run_dir) or {}).get("epochs_done", 0) < kill_after:
-            assert all(w.poll() is None for w in first.workers), first.log_tails()
-            assert time.monotonic() < deadline, first.log_tails()
-            time.sleep(0.02)
+        wait_for_finished_epochs(run_dir, kill_after, first.workers, 300, first.log_tails)
     finally:
         kill_cluster(first)
     killed_at = read_state(run_dir)["epochs_done"]

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -14,9 +13,10 @@ import pytest
 import tensorflow as tf
 
 from recipes.__main__ import list_recipes
+from recipes.checkpoints import read_state
 from recipes.data import load_dataset
 from recipes.runner import recipe_main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, wait_for_finished_epochs
 
 RECIPES = sorted(list_recipes())
 CIFAR_SHAPED = {
@@ -196,16 +196,10 @@ def test_resume_after_sigkill(tmp_path):
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    state_file = run_dir / "checkpoints" / "state.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if state_file.is_file() and json.loads(state_file.read_text())["epochs_done"] >= 1:
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, "the run finished before it could be killed"
+    wait_for_finished_epochs(run_dir, 1, [process])
     process.send_signal(signal.SIGKILL)
     process.wait()
-    killed_state = json.loads(state_file.read_text())
+    killed_state = read_state(run_dir)
     done = killed_state["epochs_done"]
     assert 1 <= done < 4
     assert not (run_dir / "model.keras").exists()
