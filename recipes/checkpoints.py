@@ -81,6 +81,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         divergence_guard: when given and it has seen the run diverge, the epoch is not saved.
         train_seconds: training time of the epochs already done (when resuming); each finished
             epoch adds its own, checkpoint writing included, in `train_seconds`.
+
+    After `fit`, `epochs_done` is the number of the last epoch saved.
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.best = best
         self.divergence_guard = divergence_guard
         self.train_seconds = train_seconds
+        self.epochs_done = len(self.rows)
         self._epoch_start = time.perf_counter()
 
     def _improved(self, value: float) -> bool:
@@ -127,8 +130,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}})
         atomic_write_text(self.run_dir / HISTORY_FILE, _csv_text(self.rows))
         self.train_seconds += time.perf_counter() - self._epoch_start
+        self.epochs_done = epoch + 1
         state = {
-            "epochs_done": epoch + 1,
+            "epochs_done": self.epochs_done,
             "best": self.best,
             "monitor": self.monitor,
             "train_seconds": self.train_seconds,

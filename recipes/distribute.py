@@ -10,6 +10,7 @@ module adds what a recipe needs around that:
 - where each worker writes: the chief into the run directory, every other worker into a
   temporary directory inside it that is removed when the run finishes (every worker must still
   save, because saving a distributed model takes part in collective operations);
+- resuming a cluster from the chief's checkpoint (`continue_from_chief`);
 - the auto-shard policy of the input pipelines;
 - synchronized BatchNormalization (`--sync-bn`) for any model, by rewriting its layer config;
 - logical CPU devices, so that `mirrored` can be exercised on a machine without GPUs.
@@ -44,7 +45,6 @@ TF_CONFIG_ENV = "TF_CONFIG"
 # Task types that train (TensorFlow's names); "chief" is a worker that also writes the outputs.
 TRAINING_TASK_TYPES = ("chief", "worker")
 WORKER_DIR_PREFIX = "workertemp_"
-BACKUP_DIR = "checkpoints/backup"
 DEFAULT_SHARD_POLICY = tf.data.experimental.AutoShardPolicy.DATA
 
 
@@ -325,19 +325,58 @@ def discard_worker_outputs(output_dir: str | Path, strategy: tf.distribute.Strat
         shutil.rmtree(output_dir, ignore_errors=True)
 
 
-def fault_tolerance_callbacks(
-    output_dir: str | Path, strategy: tf.distribute.Strategy
-) -> list[keras.callbacks.Callback]:
-    """`BackupAndRestore` in each worker's own output directory for multi-worker runs.
+def continue_from_chief(
+    model: keras.Model, strategy: tf.distribute.Strategy, epochs_done: int
+) -> int:
+    """Makes every worker of a resumed multi-worker run continue from the chief's last epoch.
 
-    When a worker fails, the cluster is restarted (every worker, same command with `--resume`);
-    each worker restores the weights, optimizer state and epoch of the last finished epoch from
-    its backup, so that all of them continue from the same point. The backup is deleted when
-    training finishes.
+    Each worker checkpoints into its own directory at the end of every epoch, so a failure
+    during those saves can leave the workers one epoch apart. Resumed each from its own files,
+    they would train different epochs and their collective operations would stop matching
+    (or, with matching shapes, silently train different weights). Instead the chief's epoch
+    count, weights and optimizer variables, which its run directory keeps, go to every worker
+    in one collective operation. Call it under the strategy's scope, once the optimizer is
+    built (after `prepare_for_fit`). Models that differ in their variables never get here: the
+    strategy already fails creating their variables, whose initial values it takes from the
+    chief.
+
+    Args:
+        model: the compiled model, restored from this worker's own checkpoint or newly built.
+        strategy: the run's strategy; other than multi-worker, nothing is exchanged.
+        epochs_done: the epochs this worker's own checkpoint holds.
+
+    Returns:
+        The chief's number of finished epochs, where every worker now continues.
     """
     if not is_multi_worker(strategy):
-        return []
-    return [keras.callbacks.BackupAndRestore(str(Path(output_dir) / BACKUP_DIR))]
+        return epochs_done
+    variables = [*model.weights, *model.optimizer.variables]
+    chief_epochs, *values = _from_first_replica(strategy, [epochs_done, *variables])
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+    return int(chief_epochs)
+
+
+def _from_first_replica(strategy: tf.distribute.Strategy, values: list[Any]) -> list[tf.Tensor]:
+    """`values` as the cluster's first replica (the chief's) has them, on every worker: one
+    all-reduce in which every other replica adds zeros."""
+    tensors = [tf.convert_to_tensor(value) for value in values]
+    # One all-reduce packs its inputs into one buffer of one dtype. float64 holds every float32,
+    # boolean and integer up to 2**53 (step counters included) exactly.
+    sendable = [tf.cast(t, tf.float64) for t in tensors]
+
+    @tf.function
+    def broadcast() -> list[tf.Tensor]:
+        def replica_share() -> list[tf.Tensor]:
+            context = tf.distribute.get_replica_context()
+            first = tf.equal(context.replica_id_in_sync_group, 0)
+            share = [tf.where(first, t, tf.zeros_like(t)) for t in sendable]
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, share)
+
+        return strategy.run(replica_share)
+
+    sums = tree.map_structure(lambda v: strategy.experimental_local_results(v)[0], broadcast())
+    return [tf.cast(total, t.dtype) for total, t in zip(sums, tensors, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -43,8 +43,8 @@ from recipes.config import CONFIG_FILE, resolve_config
 from recipes.data import SPLITS, DatasetInfo, load_dataset
 from recipes.diagnosis import diagnose, format_findings, write_diagnosis
 from recipes.distribute import (
+    continue_from_chief,
     discard_worker_outputs,
-    fault_tolerance_callbacks,
     prepare_for_fit,
     shard_datasets,
     strategy_from_config,
@@ -286,14 +286,17 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
     datasets = shard_datasets(datasets)
     steps_per_epoch = math.ceil(info.split_sizes["train"] / config["batch_size"])
     state = read_state(run_dir) if config["resume"] else None
+    epochs_done = state["epochs_done"] if state else 0
     with strategy.scope():
         if state is not None:
             model = keras.models.load_model(run_dir / LAST_MODEL)
-            print(f"Resuming {run_dir} after epoch {state['epochs_done']}")
         else:
             model = build_model(config, info.image_shape, info.num_classes)
             compile_model(model, config, steps_per_epoch)
         prepare_for_fit(model, datasets["train"])
+        if config["resume"]:
+            epochs_done = continue_from_chief(model, strategy, epochs_done)
+            print(f"Resuming {run_dir} after epoch {epochs_done}")
 
     if config["dry_run"]:
         print(format_json(config))
@@ -307,7 +310,6 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
 
     if config["sanity"]:
         _sanity_checks(config, datasets["train"], info, run_dir)
-    epochs_done = state["epochs_done"] if state else 0
     guard = DivergenceGuard(learning_rate=config["lr"])
     checkpoint = RunCheckpoint(
         run_dir,
@@ -320,7 +322,6 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         train_seconds=state.get("train_seconds", 0.0) if state else 0.0,
     )
     callbacks = [
-        *fault_tolerance_callbacks(run_dir, strategy),
         guard,
         checkpoint,
         keras.callbacks.TensorBoard(run_dir / "tensorboard", update_freq="epoch"),
@@ -349,7 +350,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
             verbose=config["verbose"],
             shuffle=False,  # tf.data already shuffles the training split every epoch
         )
-        epochs_done = len(checkpoint.rows)
+        epochs_done = checkpoint.epochs_done
         if guard.diverged:
             break
     train_seconds = checkpoint.train_seconds

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from recipes.checkpoints import read_history, read_state
+from recipes.checkpoints import STATE_FILE, read_history, read_state
 from recipes.config import BASE_DEFAULTS, resolve_config
 from recipes.distribute import (
     STRATEGY_NAMES,
@@ -24,8 +24,8 @@ from recipes.distribute import (
     canonical_strategy_name,
     cluster_role,
     configure_cpu_replicas,
+    continue_from_chief,
     discard_worker_outputs,
-    fault_tolerance_callbacks,
     is_chief,
     make_tf_config,
     parse_tf_config,
@@ -166,7 +166,11 @@ def test_default_strategy_writes_to_the_run_dir_and_keeps_it(tmp_path):
     strategy = strategy_from_config(BASE_DEFAULTS)
     assert is_chief(strategy)
     assert worker_output_dir(tmp_path, strategy) == tmp_path
-    assert fault_tolerance_callbacks(tmp_path, strategy) == []
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    weights = model.get_weights()
+    assert continue_from_chief(model, strategy, 4) == 4  # nothing to agree on with one process
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights, strict=True))
     discard_worker_outputs(tmp_path, strategy)
     assert tmp_path.is_dir()
 
@@ -270,6 +274,9 @@ def free_ports(count: int) -> list[int]:
         return [s.getsockname()[1] for s in sockets]
 
 
+EXCHANGE_WORKER = "tests.continue_from_chief_worker"
+
+
 class Cluster(NamedTuple):
     workers: list[subprocess.Popen]
     logs: list[Path]
@@ -355,7 +362,6 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
 
     run_dir = tmp_path / "cluster"
     assert not (run_dir / "workertemp_worker_1").exists()
-    assert not (run_dir / "checkpoints" / "backup").exists()  # BackupAndRestore cleaned up
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and (run_dir / "loss.png").is_file()
     # The two workers each took half of every global batch of 64: the same training as one
@@ -374,12 +380,28 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
 
 
 @pytest.mark.slow
+def test_continue_from_chief_gives_every_worker_the_chiefs_state(tmp_path):
+    """Two workers with different weights, BatchNorm statistics, WeightNorm flag, optimizer slots,
+    step counters and epoch counts both end with the chief's, exactly."""
+    finish_cluster(start_cluster(EXCHANGE_WORKER, [str(tmp_path)], tmp_path, "worker"))
+    chief, other = (np.load(tmp_path / f"worker{index}.npz") for index in range(2))
+    assert len(chief.files) == len(other.files) > 10
+    for key in chief.files:
+        assert chief[key].dtype == other[key].dtype, key
+        np.testing.assert_array_equal(chief[key], other[key], err_msg=key)
+    assert int(other["arr_0"]) == 5  # the chief's epochs; the other worker had 4
+    assert 100 in [int(chief[key]) for key in chief.files if chief[key].dtype == np.int64]
+    assert True in [bool(chief[key]) for key in chief.files if chief[key].dtype == np.bool_]
+
+
+@pytest.mark.slow
 def test_multi_worker_run_killed_mid_training_resumes_on_restart(tmp_path):
     """Both workers killed after a finished epoch; restarted with --resume, they finish the run.
 
-    Each worker restores its own last epoch (the chief's run directory, the other worker's
-    temporary one) and the cluster trains the remaining epochs in step; the epochs written before
-    the kill are kept and the backups are removed at the end.
+    The other worker's checkpoint is left one epoch behind the chief's, as a kill during the
+    epoch-end saves can leave it: every worker still continues from the chief's epoch and
+    weights, and the cluster trains the remaining epochs in step. The epochs written before the
+    kill are kept and the other worker's temporary directory is removed at the end.
     """
     run_dir = tmp_path / "cluster"
     epochs, kill_after = 6, 2
@@ -398,14 +420,18 @@ def test_multi_worker_run_killed_mid_training_resumes_on_restart(tmp_path):
     killed_at = read_state(run_dir)["epochs_done"]
     assert killed_at < epochs, "the run finished before it could be killed"
     rows_before = read_history(run_dir, killed_at)
+    worker_dir = run_dir / "workertemp_worker_1"
+    worker_state = read_state(worker_dir)
+    worker_state["epochs_done"] = killed_at - 1
+    (worker_dir / STATE_FILE).write_text(json.dumps(worker_state))
 
     second = start_cluster("recipes.mlp_fashion_mnist", [*flags, "--resume"], tmp_path, "second")
     finish_cluster(second)
-    for log, directory in zip(second.logs, (run_dir, run_dir / "workertemp_worker_1"), strict=True):
-        assert f"Resuming {directory} after epoch" in log.read_text(), log.read_text()[-3000:]
+    for log, directory in zip(second.logs, (run_dir, worker_dir), strict=True):
+        resumed = f"Resuming {directory} after epoch {killed_at}\n"
+        assert resumed in log.read_text(), log.read_text()[-3000:]
     rows = read_history(run_dir)
     assert [row["epoch"] for row in rows] == list(range(1, epochs + 1))
     assert rows[: len(rows_before)] == rows_before
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == epochs
-    assert not (run_dir / "workertemp_worker_1").exists()
-    assert not (run_dir / "checkpoints" / "backup").exists()
+    assert not worker_dir.exists()
