@@ -9,7 +9,8 @@ At the end of every epoch `RunCheckpoint` writes, each file atomically and in th
    time they took (summed over every process that trained the run).
 
 `state.json` is written last and is the source of truth: a run killed between steps 1 and 4 resumes
-from the previous state and redoes that epoch, and rows of `history.csv` past the state are dropped.
+with the previous state's epoch count and redoes that epoch (starting from `last.keras`, which may
+already hold its weights), and rows of `history.csv` past the state are dropped.
 """
 
 from __future__ import annotations
