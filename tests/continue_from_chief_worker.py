@@ -51,7 +51,7 @@ def main(out_dir: Path) -> None:
     epochs_done = continue_from_chief(model, strategy, epochs_done=5 - index)
     values = [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.weights]
     values += [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables]
-    np.savez(out_dir / f"worker{index}.npz", epochs_done, *values)
+    np.savez(out_dir / f"worker{index}.npz", *values, epochs_done=epochs_done)
 
 
 if __name__ == "__main__":
