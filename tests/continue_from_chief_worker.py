@@ -49,8 +49,8 @@ def main(out_dir: Path) -> None:
     model.layers[0].initialized.assign(index == 0)
     model.optimizer.iterations.assign(100 + index)
     epochs_done = continue_from_chief(model, strategy, epochs_done=5 - index)
-    values = [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.weights]
-    values += [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables]
+    variables = [*model.weights, *model.optimizer.variables]
+    values = [np.asarray(keras.ops.convert_to_numpy(v)) for v in variables]
     np.savez(out_dir / f"worker{index}.npz", *values, epochs_done=epochs_done)
 
 
