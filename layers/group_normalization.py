@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from layers import _validation
+from layers import validation
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -57,11 +57,11 @@ class GroupNormalization(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.supports_masking = True
-        self.groups = _validation.positive_int("groups", groups)
+        self.groups = validation.check_integer("groups", groups, low=1)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
         self.axis = axis
-        self.epsilon = _validation.positive_float("epsilon", epsilon)
+        self.epsilon = validation.check_number("epsilon", epsilon, low=0, low_open=True)
         self.center = bool(center)
         self.scale = bool(scale)
         self.beta_initializer = keras.initializers.get(beta_initializer)
@@ -72,7 +72,7 @@ class GroupNormalization(keras.layers.Layer):
         self.gamma_constraint = keras.constraints.get(gamma_constraint)
 
     def build(self, input_shape) -> None:
-        channels = _validation.axis_size(type(self).__name__, input_shape, self.axis)
+        channels = validation.axis_size(type(self).__name__, input_shape, self.axis)
         if channels % self.groups:
             raise ValueError(
                 f"GroupNormalization: the number of channels ({channels}, axis {self.axis}) "

@@ -25,7 +25,7 @@ import math
 import keras
 from keras import ops
 
-from layers import _validation
+from layers import validation
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -46,8 +46,8 @@ class SparseInitializer(keras.initializers.Initializer):
     """
 
     def __init__(self, k: int = 10, sigma: float = 1.0, seed: int | None = None) -> None:
-        self.k = _validation.positive_int("k", k)
-        self.sigma = _validation.non_negative_float("sigma", sigma)
+        self.k = validation.check_integer("k", k, low=1)
+        self.sigma = validation.check_number("sigma", sigma, low=0)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an int or None. Received: seed={seed!r}")
         self.seed = seed

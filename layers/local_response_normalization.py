@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from layers import _validation
+from layers import validation
 
 ALPHA_CONVENTIONS = ("sum", "mean")
 
@@ -65,13 +65,13 @@ class LocalResponseNormalization(keras.layers.Layer):
                 f"`depth_radius` must be an integer >= 0. Received: depth_radius={depth_radius!r}"
             )
         self.depth_radius = depth_radius
-        self.bias = _validation.positive_float("bias", bias)
-        self.alpha = _validation.non_negative_float("alpha", alpha)
-        self.beta = _validation.non_negative_float("beta", beta)
-        self.alpha_convention = _validation.one_of(
+        self.bias = validation.check_number("bias", bias, low=0, low_open=True)
+        self.alpha = validation.check_number("alpha", alpha, low=0)
+        self.beta = validation.check_number("beta", beta, low=0)
+        self.alpha_convention = validation.check_choice(
             "alpha_convention", alpha_convention, ALPHA_CONVENTIONS
         )
-        self.data_format = _validation.data_format(data_format)
+        self.data_format = validation.check_data_format(data_format)
         self.channel_axis = -1 if self.data_format == "channels_last" else 1
         self._window = None
 
@@ -88,7 +88,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         return self.alpha
 
     def build(self, input_shape) -> None:
-        channels = _validation.axis_size(type(self).__name__, input_shape, self.channel_axis)
+        channels = validation.axis_size(type(self).__name__, input_shape, self.channel_axis)
         index = np.arange(channels)
         in_window = np.abs(index[:, None] - index[None, :]) <= self.depth_radius
         # A constant, not a weight: it is fully determined by the config.

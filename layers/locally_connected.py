@@ -8,7 +8,7 @@ import math
 import keras
 from keras import ops
 
-from layers import _validation
+from layers import validation
 
 PADDINGS = ("valid", "same")
 
@@ -86,11 +86,11 @@ class _LocallyConnected(keras.layers.Layer):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.filters = _validation.positive_int("filters", filters)
-        self.kernel_size = _validation.int_tuple("kernel_size", kernel_size, self.rank)
-        self.strides = _validation.int_tuple("strides", strides, self.rank)
-        self.padding = _validation.one_of("padding", padding, PADDINGS)
-        self.data_format = _validation.data_format(data_format)
+        self.filters = validation.check_integer("filters", filters, low=1)
+        self.kernel_size = validation.check_int_tuple("kernel_size", kernel_size, self.rank)
+        self.strides = validation.check_int_tuple("strides", strides, self.rank)
+        self.padding = validation.check_choice("padding", padding, PADDINGS)
+        self.data_format = validation.check_data_format(data_format)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

@@ -7,7 +7,7 @@ import functools
 import keras
 from keras import ops
 
-from layers import _validation
+from layers import validation
 
 
 def _max_over_pieces(values, num_pieces: int, axis: int):
@@ -92,8 +92,8 @@ class Maxout(keras.layers.Layer):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.num_pieces = _validation.positive_int("num_pieces", num_pieces)
-        self.units = None if units is None else _validation.positive_int("units", units)
+        self.num_pieces = validation.check_integer("num_pieces", num_pieces, low=1)
+        self.units = validation.check_integer("units", units, low=1, optional=True)
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
         if self.units is not None and axis != -1:
@@ -113,7 +113,7 @@ class Maxout(keras.layers.Layer):
         self.bias = None
 
     def build(self, input_shape) -> None:
-        size = _validation.axis_size(type(self).__name__, input_shape, self.axis)
+        size = validation.axis_size(type(self).__name__, input_shape, self.axis)
         if self.units is None:
             if size % self.num_pieces:
                 raise ValueError(

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from layers import _validation
+from layers import validation
 
 
 def _batches(data, batch_size: int | None, steps: int | None):
@@ -158,8 +158,8 @@ class ZCAWhitening(_AdaptedLayer):
 
     def __init__(self, method: str = "zca", epsilon: float = 1e-5, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.method = _validation.one_of("method", method, WHITENING_METHODS)
-        self.epsilon = _validation.positive_float("epsilon", epsilon)
+        self.method = validation.check_choice("method", method, WHITENING_METHODS)
+        self.epsilon = validation.check_number("epsilon", epsilon, low=0, low_open=True)
 
     def build(self, input_shape) -> None:
         if any(size is None for size in input_shape[1:]):
@@ -228,7 +228,7 @@ class PCAColorJitter(_AdaptedLayer):
 
     def __init__(self, sigma: float = 0.1, seed: int | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.sigma = _validation.non_negative_float("sigma", sigma)
+        self.sigma = validation.check_number("sigma", sigma, low=0)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 

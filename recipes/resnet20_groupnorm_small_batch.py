@@ -13,7 +13,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipes.runner import recipe_main
+from recipes.train.runner import recipe_main
 
 DEFAULTS = {
     "model": "resnet20",

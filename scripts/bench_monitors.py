@@ -15,7 +15,7 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-from recipes.monitors import build_monitors
+from recipes.callbacks.monitors import build_monitors
 
 MONITOR_SCHEDULES = {"none": None, "per epoch": "epoch", "every 10 steps": 10}
 

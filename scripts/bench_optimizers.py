@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from recipes.optimizers import OPTIMIZER_NAMES, get_optimizer
+from recipes.optim.optimizers import OPTIMIZER_NAMES, get_optimizer
 
 NEW_OPTIMIZERS = ("AdagradDA", "ProximalGradientDescent", "ProximalAdagrad")
 BUDGET_VS_KERAS_ADAGRAD = 1.3

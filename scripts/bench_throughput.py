@@ -2,9 +2,9 @@
 
     python scripts/bench_throughput.py [--quick] [--dataset fashion_mnist --manual-dir DIR]
 
-The recipe pipeline is what `recipes.runner.run` trains with: `recipes.runner.load_data` (cached
+The recipe pipeline is what `recipes.train.runner.run` trains with: `recipes.train.runner.load_data` (cached
 uint8 examples, per-epoch shuffle, batch, scale, prefetch) feeding a model from
-`recipes.runner.build_model` compiled by `recipes.runner.compile_model`. The plain reference is
+`recipes.train.runner.build_model` compiled by `recipes.train.runner.compile_model`. The plain reference is
 what a hand-written Keras script does: the same zoo model, compiled with the same optimizer and
 loss, `model.fit(x, y, batch_size=B)` on float32 NumPy arrays of the same training images.
 
@@ -35,11 +35,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from recipes.config import BASE_DEFAULTS
-from recipes.data import load_dataset
-from recipes.losses import get_loss
-from recipes.optimizers import get_optimizer
-from recipes.runner import build_model, compile_model, load_data
+from recipes.data.datasets import load_dataset
+from recipes.optim.losses import get_loss
+from recipes.optim.optimizers import get_optimizer
+from recipes.train.config import BASE_DEFAULTS
+from recipes.train.runner import build_model, compile_model, load_data
 from scripts.bench_common import EpochTimer, format_tables, parse_args
 
 # (zoo model, batch size) pairs, each with the batch size its recipe trains with.

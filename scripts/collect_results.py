@@ -1,7 +1,7 @@
 """Collects finished runs into a Markdown table: test accuracy (mean and spread over seeds),
 parameters, epochs and wall time per recipe, from each run directory's metrics.json.
 
-The accuracy with test-time augmentation (see `recipes.tta`) gets a column of its own, filled
+The accuracy with test-time augmentation (see `recipes.data.tta`) gets a column of its own, filled
 where every run of a row measured it; the plain single-view accuracy is always measured.
 
 Runs that differ only in their seed are pooled into one row; the row's last column names every
@@ -24,7 +24,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python scripts/collect_results.py`: find the packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipes.config import BASE_DEFAULTS
+from recipes.train.config import BASE_DEFAULTS
 
 # Settings that differ between repeats of one experiment without changing the experiment; the
 # test-time augmentation only adds a column, since the single-view accuracy is always measured.

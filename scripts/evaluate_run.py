@@ -7,7 +7,7 @@ For runs trained without `--tta`: each run's final `model.keras` is evaluated on
 `config.json` describes, through the same pipeline the run used. The single-view accuracy must match
 the one the run recorded (otherwise the data is not the run's and nothing is written); then `tta`,
 `test_accuracy_tta` and `test_loss_tta` are added to `metrics.json`, atomically, leaving every
-other entry as it was. See `recipes.tta` for the modes.
+other entry as it was. See `recipes.data.tta` for the modes.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ if __package__ in (None, ""):  # run as `python scripts/evaluate_run.py`: find t
 
 import keras
 
-from recipes.config import CONFIG_FILE, saved_run_config
-from recipes.files import atomic_write_text
-from recipes.runner import FINAL_MODEL, METRICS_FILE, format_json, load_data
-from recipes.tta import TTA_MODES, check_tta, tta_metrics
+from recipes.data.tta import TTA_MODES, check_tta, tta_metrics
+from recipes.train.config import CONFIG_FILE, saved_run_config
+from recipes.train.files import atomic_write_text
+from recipes.train.runner import FINAL_MODEL, METRICS_FILE, format_json, load_data
 
 
 def evaluate_run(run_dir: Path, mode: str, data_overrides: dict[str, str]) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def evaluate_run(run_dir: Path, mode: str, data_overrides: dict[str, str]) -> di
 
     Args:
         run_dir: a run directory with config.json, model.keras and metrics.json.
-        mode: one of `recipes.tta.TTA_MODES`.
+        mode: one of `recipes.data.tta.TTA_MODES`.
         data_overrides: `data_dir`/`manual_dir` where the run's data lives on this machine.
 
     Returns:

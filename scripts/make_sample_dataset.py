@@ -20,10 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipes.data import FASHION_MNIST_CLASSES, SAMPLE_RESOURCE
-from recipes.idx import load_idx_split
+from recipes.data.datasets import FASHION_MNIST_CLASSES, SAMPLE_RESOURCE
+from recipes.data.idx import load_idx_split
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "recipes" / SAMPLE_RESOURCE
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "recipes" / "data" / SAMPLE_RESOURCE
 
 
 def first_per_class(labels: np.ndarray, per_class: int) -> np.ndarray:

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from recipes.files import atomic_write_text
-from recipes.idx import load_idx_split
-from recipes.sanity import run_sanity_checks
+from recipes.data.idx import load_idx_split
+from recipes.train.files import atomic_write_text
+from recipes.train.sanity import run_sanity_checks
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)

@@ -6,9 +6,9 @@ normalization, learning rate, fine-tuning mode) and writes `<out-dir>/<name>.png
 
 `train_config` trains one configuration with the recipe runner's own pieces (`load_data`,
 `build_model`, `compile_model`), so a config means exactly what it means for a recipe; it calls
-`model.fit` itself rather than `recipes.runner.run` because the studies need what a run does not
+`model.fit` itself rather than `recipes.train.runner.run` because the studies need what a run does not
 expose: the model (for activation histograms), training steps in chunks shorter than an epoch,
-and no checkpoints or logs. `run_recipe` goes through `recipes.runner.run` itself, for the
+and no checkpoints or logs. `run_recipe` goes through `recipes.train.runner.run` itself, for the
 fine-tuning study whose two-phase training is the runner's.
 """
 
@@ -28,10 +28,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from recipes.checkpoints import history_columns, read_history
-from recipes.config import BASE_DEFAULTS
-from recipes.files import atomic_write_text
-from recipes.runner import build_model, compile_model, load_data, run
+from recipes.callbacks.checkpoints import history_columns, read_history
+from recipes.train.config import BASE_DEFAULTS
+from recipes.train.files import atomic_write_text
+from recipes.train.runner import build_model, compile_model, load_data, run
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STUDIES_DIR = REPO_ROOT / "docs" / "studies"
@@ -135,7 +135,7 @@ def train_config(
 
 
 def run_recipe(config: dict[str, Any], label: str) -> tuple[dict[str, Any], StudyRun | None]:
-    """Runs `config` through `recipes.runner.run` in a temporary run directory.
+    """Runs `config` through `recipes.train.runner.run` in a temporary run directory.
 
     Returns the run's metrics and, when it trained, a `StudyRun` built from its history.
     """

@@ -3,7 +3,7 @@
     python scripts/study_finetune.py                      # the embedded sample, a few minutes
     python scripts/study_finetune.py --dataset fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist
 
-The course's three states of transfer learning, each run through `recipes.runner.run` exactly as
+The course's three states of transfer learning, each run through `recipes.train.runner.run` exactly as
 `recipes.finetune_imagenet` runs them:
 
 - predict: the ImageNet classifier as is, labelling the photos in `<shared>/images/imagenet-samples`;
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import tensorflow as tf
 
-from recipes.data import load_dataset
+from recipes.data.datasets import load_dataset
 from scripts.study_common import (
     REPO_ROOT,
     StudyRun,

@@ -5,7 +5,7 @@
 
 For a deep tanh MLP and a deep relu MLP (the zoo's `mlp`, 8 hidden layers of 256 units), and each
 initialization: the per-layer activation histograms at initialization on a fixed batch (drawn by
-`recipes.monitors.ActivationStatsMonitor`), then a short training run. Writes
+`recipes.callbacks.monitors.ActivationStatsMonitor`), then a short training run. Writes
 docs/studies/initializations.png (activation std per layer at initialization; training loss per
 epoch), initializations.md, and one histogram figure per configuration in
 docs/studies/initializations/.
@@ -24,14 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from recipes.data import load_dataset
-from recipes.monitors import (
+from recipes.callbacks.monitors import (
     ActivationStatsMonitor,
     layer_activation,
     plot_activation_histograms,
     take_monitoring_batch,
 )
-from recipes.runner import build_model
+from recipes.data.datasets import load_dataset
+from recipes.train.runner import build_model
 from scripts.study_common import (
     command_line,
     markdown_table,

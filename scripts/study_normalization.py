@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import keras
 
-from recipes.data import load_dataset
-from recipes.runner import build_model
+from recipes.data.datasets import load_dataset
+from recipes.train.runner import build_model
 from scripts.study_common import (
     command_line,
     markdown_table,

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from layers import WeightNormalization
-from recipes.distribute import cluster_role, continue_from_chief
+from recipes.train.distribute import cluster_role, continue_from_chief
 
 UNITS = 8
 

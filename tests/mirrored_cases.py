@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipes.distribute import configure_cpu_replicas
+from recipes.train.distribute import configure_cpu_replicas
 
 
 def _custom_layers_model():
@@ -48,7 +48,7 @@ def _trained_weights(optimizer: str, strategy) -> list:
     import numpy as np
     import tensorflow as tf
 
-    from recipes.optimizers import get_optimizer
+    from recipes.optim.optimizers import get_optimizer
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -71,9 +71,9 @@ def main(spec_path: str) -> None:
 
     import numpy as np
 
-    from recipes.config import BASE_DEFAULTS
-    from recipes.distribute import create_strategy
-    from recipes.runner import run
+    from recipes.train.config import BASE_DEFAULTS
+    from recipes.train.distribute import create_strategy
+    from recipes.train.runner import run
 
     out_dir = Path(spec["out_dir"])
     for name, overrides in spec["runs"].items():

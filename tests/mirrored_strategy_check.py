@@ -22,7 +22,7 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recipes.optimizers import OPTIMIZER_NAMES, get_optimizer  # noqa: E402
+from recipes.optim.optimizers import OPTIMIZER_NAMES, get_optimizer  # noqa: E402
 
 GLOBAL_BATCH = 16
 

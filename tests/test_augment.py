@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes.augment import OPS, PRESETS, build_augmentation, parse_augment_spec
+from recipes.data.augment import OPS, PRESETS, build_augmentation, parse_augment_spec
 
 RNG = np.random.default_rng(3)
 SHAPE = (12, 12, 3)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes.balance import balanced_resample
+from recipes.data.balance import balanced_resample
 
 # 90 examples of class 0, 9 of class 1, 1 of class 2; the image encodes its own index.
 LABELS = np.array([0] * 90 + [1] * 9 + [2], dtype="int64")

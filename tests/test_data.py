@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes.data import assign_splits, load_dataset
+from recipes.data.datasets import assign_splits, load_dataset
 from tests.test_idx import write_split
 
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from recipes.diagnosis import (
+from recipes.train.diagnosis import (
     DiagnosisThresholds,
     TrainingDiagnosis,
     diagnose,

@@ -16,9 +16,11 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from recipes.checkpoints import STATE_FILE, read_history, read_state
-from recipes.config import BASE_DEFAULTS, resolve_config
-from recipes.distribute import (
+from recipes.callbacks.checkpoints import STATE_FILE, read_history, read_state
+from recipes.lenet5_fashion_mnist import DEFAULTS as LENET5_RECIPE
+from recipes.optim.optimizers import OPTIMIZER_NAMES
+from recipes.train.config import BASE_DEFAULTS, resolve_config
+from recipes.train.distribute import (
     STRATEGY_NAMES,
     ClusterRole,
     canonical_strategy_name,
@@ -34,9 +36,7 @@ from recipes.distribute import (
     synchronize_batch_norm,
     worker_output_dir,
 )
-from recipes.lenet5_fashion_mnist import DEFAULTS as LENET5_RECIPE
-from recipes.optimizers import OPTIMIZER_NAMES
-from recipes.runner import run
+from recipes.train.runner import run
 from tests.conftest import REPO_ROOT, wait_for_finished_epochs
 
 # Weights after the same training on one device and on several replicas differ only by the

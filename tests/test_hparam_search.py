@@ -13,8 +13,6 @@ import pytest
 import yaml
 
 from recipes import lenet5_fashion_mnist
-from recipes.config import BASE_DEFAULTS, resolve_config
-from recipes.runner import recipe_main
 from recipes.search import SearchSettings, TrialRecord, parse_param, parse_params, run_search
 from recipes.search.cli import main, parse_settings
 from recipes.search.report import (
@@ -28,6 +26,8 @@ from recipes.search.report import (
 from recipes.search.space import apply_values, build_hyperparameters
 from recipes.search.stage import StagePlan, read_plan, write_plan
 from recipes.search.tuner import make_oracle
+from recipes.train.config import BASE_DEFAULTS, resolve_config
+from recipes.train.runner import recipe_main
 from tests.conftest import REPO_ROOT
 
 RECIPE = "lenet5_fashion_mnist"

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from recipes.idx import IdxFormatError, load_idx_split, read_idx
+from recipes.data.idx import IdxFormatError, load_idx_split, read_idx
 
 
 def write_idx(path, array: np.ndarray, compress: bool = True, type_code: int = 0x08) -> None:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes.data import load_dataset
-from recipes.image_folder import ImageFolderError, scan_image_folder
+from recipes.data.datasets import load_dataset
+from recipes.data.image_folder import ImageFolderError, scan_image_folder
 
 
 def write_image(path, value: int, size=(12, 10)) -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes.losses import (
+from recipes.optim.losses import (
     LOSS_NAMES,
     get_loss,
     loss_accepts_soft_labels,

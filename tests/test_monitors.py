@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes.monitors import (
+from recipes.callbacks.monitors import (
     ActivationStatsMonitor,
     DeadReluMonitor,
     GradientNormMonitor,

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from recipes import optim
-from recipes.optimizers import (
+from recipes.optim.optimizers import (
     COMMON_HYPERPARAMETERS,
     OPTIMIZER_NAMES,
     canonical_optimizer_name,
@@ -557,7 +557,7 @@ def test_fit_save_load_resumes_identically(name: str, tmp_path: Any) -> None:
 
 @pytest.mark.slow
 def test_fit_with_schedule_and_accumulation_saves_and_loads(tmp_path: Any) -> None:
-    from recipes.schedules import get_schedule
+    from recipes.optim.schedules import get_schedule
 
     tokens, targets = _tiny_data()
     schedule = get_schedule("cosine", 0.05, steps_per_epoch=4, epochs=3, warmup_epochs=1)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from recipes.optimizers import OPTIMIZER_NAMES
+from recipes.optim.optimizers import OPTIMIZER_NAMES
 from tests.conftest import REPO_ROOT
 
 

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from recipes.__main__ import list_recipes
-from recipes.checkpoints import read_state
-from recipes.data import load_dataset
-from recipes.runner import recipe_main
+from recipes.callbacks.checkpoints import read_state
+from recipes.data.datasets import load_dataset
+from recipes.train.runner import recipe_main
 from tests.conftest import REPO_ROOT, wait_for_finished_epochs
 
 RECIPES = sorted(list_recipes())
@@ -219,7 +219,7 @@ def test_resume_after_sigkill(tmp_path):
 
 
 def test_divergence_stops_the_run_with_advice(tmp_path):
-    from recipes.divergence import TrainingDiverged
+    from recipes.callbacks.divergence import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="learning rate is probably too high"):
         run_recipe(

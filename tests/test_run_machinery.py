@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from recipes.checkpoints import (
+from recipes.callbacks.checkpoints import (
     BEST_MODEL,
     LAST_MODEL,
     RunCheckpoint,
@@ -14,10 +14,10 @@ from recipes.checkpoints import (
     read_history,
     read_state,
 )
-from recipes.config import BASE_DEFAULTS, resolve_config
-from recipes.divergence import DivergenceGuard
-from recipes.files import atomic_write_text
-from recipes.plots import plot_curves
+from recipes.callbacks.divergence import DivergenceGuard
+from recipes.train.config import BASE_DEFAULTS, resolve_config
+from recipes.train.files import atomic_write_text
+from recipes.train.plots import plot_curves
 
 
 def tiny_model(lr: float = 0.05) -> keras.Model:

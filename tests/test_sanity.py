@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes.monitors import TrainingHealthWarning
-from recipes.sanity import (
+from recipes.callbacks.monitors import TrainingHealthWarning
+from recipes.train.sanity import (
     check_initial_loss,
     check_overfit_small_subset,
     check_regularization_raises_loss,
@@ -187,7 +187,9 @@ def test_invalid_arguments_are_rejected(tmp_path):
         run_sanity_checks(_factory(), _blobs(), NUM_CLASSES, regularization_scales=(1.0, 0.0))
 
 
-@pytest.mark.filterwarnings("ignore::recipes.monitors.TrainingHealthWarning")  # random labels
+@pytest.mark.filterwarnings(
+    "ignore::recipes.callbacks.monitors.TrainingHealthWarning"
+)  # random labels
 def test_sanity_script_reads_idx_files_through_the_project_reader(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(70, 28, 28), dtype=np.uint8)

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from recipes.optimizers import get_optimizer
-from recipes.schedules import (
+from recipes.optim.optimizers import get_optimizer
+from recipes.optim.schedules import (
     SCHEDULE_NAMES,
     LinearWarmup,
     canonical_schedule_name,

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow_datasets as tfds
 
-from recipes.data import load_dataset
+from recipes.data.datasets import load_dataset
 
 
 def _image(value: int, shape) -> np.ndarray:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from recipes.tta import TTA_MODES, check_tta, tta_metrics, with_test_time_augmentation
+from recipes.data.tta import TTA_MODES, check_tta, tta_metrics, with_test_time_augmentation
 from scripts import evaluate_run
 from tests.test_recipes import run_recipe
 

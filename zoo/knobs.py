@@ -47,7 +47,7 @@ INITS = ("zeros", "constant", "small_random", "calibrated", "xavier", "he", "msr
 # The knob names and their library-wide defaults; a model overrides some via `knob_defaults`.
 KNOB_DEFAULTS: dict[str, Any] = {
     "activation": "relu",
-    "alpha": 0.01,
+    "negative_slope": 0.01,
     "pieces": 2,
     "norm": "none",
     "groups": 8,
@@ -92,10 +92,11 @@ class Knobs:
     """One setting of the course's knobs; builds units (linear -> norm -> nonlinearity) from it.
 
     Args:
-        activation: one of `ACTIVATIONS`: sigmoid, tanh, relu, leaky_relu (slope `alpha`), prelu
+        activation: one of `ACTIVATIONS`: sigmoid, tanh, relu, leaky_relu (slope `negative_slope`), prelu
             (learned slope, one per channel), elu, softplus, maxout (`pieces` linear pieces per
             unit), linear.
-        alpha: negative slope of leaky_relu.
+        negative_slope: slope of leaky_relu for negative inputs (Keras's `LeakyReLU` name; not
+            MobileNet's width multiplier `alpha`, which is a model option).
         pieces: linear pieces per maxout unit (>= 2).
         norm: one of `NORMS`: none; batch (BatchNormalization); group (GroupNormalization with
             `groups` groups, lowered to the largest divisor of the channel count); layer
@@ -125,7 +126,7 @@ class Knobs:
     """
 
     activation: str = KNOB_DEFAULTS["activation"]
-    alpha: float = KNOB_DEFAULTS["alpha"]
+    negative_slope: float = KNOB_DEFAULTS["negative_slope"]
     pieces: int = KNOB_DEFAULTS["pieces"]
     norm: str = KNOB_DEFAULTS["norm"]
     groups: int = KNOB_DEFAULTS["groups"]
@@ -146,7 +147,7 @@ class Knobs:
         _check_choice("norm", self.norm, NORMS)
         _check_choice("init", self.init, INITS)
         _check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
-        _check_range("alpha", self.alpha, 0.0)
+        _check_range("negative_slope", self.negative_slope, 0.0)
         _check_range("init_stddev", self.init_stddev, 0.0)
         _check_range("init_value", self.init_value, -math.inf)
         _check_range("bias_init", self.bias_init, -math.inf)
@@ -321,7 +322,7 @@ class Knobs:
 
     def _nonlinearity(self, x: Any, *, spatial: bool, name: str) -> Any:
         if self.activation == "leaky_relu":
-            return keras.layers.LeakyReLU(negative_slope=self.alpha, name=name)(x)
+            return keras.layers.LeakyReLU(negative_slope=self.negative_slope, name=name)(x)
         if self.activation == "prelu":
             # One learned slope per channel, shared over positions, as in He et al. (2015).
             shared_axes = [1, 2] if spatial else None

@@ -1,24 +1,38 @@
-"""Keras 3 optimizers that reproduce tf.compat.v1.train's, and the three Keras lacks.
+"""Optimization: optimizers by name, learning-rate schedules and losses.
 
-`AdagradDA`, `ProximalGradientDescent` and `ProximalAdagrad` have no Keras counterpart. The
-`TFTrain*` classes are the algorithms Keras does have, computed the way tf.train computes them (see
-each class for the difference). Most code should go through `recipes.optimizers.get_optimizer`.
+    from recipes.optim import get_optimizer, get_schedule, get_loss
+
+- `optimizers`: `get_optimizer(name, ...)`: the ten tf.train optimizers computed exactly as
+  tf.train computes them, and every other Keras 3 optimizer by name;
+- `tf_train/`: the classes behind the tf.train names (`TFTrainMomentum`, `AdagradDA`, ...);
+- `schedules`: `get_schedule(name, base_lr, ...)` (step, exponential, cosine, warmup, ...);
+- `losses`: `get_loss(name)` (softmax cross-entropy, multiclass SVM hinge, attribute losses, ...).
+
+Importing this package registers every optimizer, schedule and loss with Keras, so a saved model
+that uses them loads with plain `keras.models.load_model`.
 """
 
-from recipes.optim.adadelta import TFTrainAdadelta
-from recipes.optim.adagrad import TFTrainAdagrad
-from recipes.optim.adagrad_da import AdagradDA
-from recipes.optim.adam import TFTrainAdam
-from recipes.optim.elementwise import ElementwiseOptimizer
-from recipes.optim.ftrl import TFTrainFtrl
-from recipes.optim.momentum import TFTrainMomentum
-from recipes.optim.proximal_adagrad import ProximalAdagrad
-from recipes.optim.proximal_gradient_descent import ProximalGradientDescent
-from recipes.optim.rmsprop import TFTrainRMSProp
+from recipes.optim.losses import LOSS_NAMES, get_loss
+from recipes.optim.optimizers import OPTIMIZER_NAMES, get_optimizer
+from recipes.optim.schedules import SCHEDULE_NAMES, LinearWarmup, get_schedule
+from recipes.optim.tf_train import (
+    AdagradDA,
+    ProximalAdagrad,
+    ProximalGradientDescent,
+    TFTrainAdadelta,
+    TFTrainAdagrad,
+    TFTrainAdam,
+    TFTrainFtrl,
+    TFTrainMomentum,
+    TFTrainRMSProp,
+)
 
 __all__ = [
+    "LOSS_NAMES",
+    "OPTIMIZER_NAMES",
+    "SCHEDULE_NAMES",
     "AdagradDA",
-    "ElementwiseOptimizer",
+    "LinearWarmup",
     "ProximalAdagrad",
     "ProximalGradientDescent",
     "TFTrainAdadelta",
@@ -27,4 +41,7 @@ __all__ = [
     "TFTrainFtrl",
     "TFTrainMomentum",
     "TFTrainRMSProp",
+    "get_loss",
+    "get_optimizer",
+    "get_schedule",
 ]

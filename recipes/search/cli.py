@@ -18,11 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from recipes.config import resolve_config
 from recipes.search.coarse_to_fine import SearchSettings, run_search
 from recipes.search.report import BEST_CONFIG, SCATTER_PNG, TRIALS_CSV, TrialRecord
 from recipes.search.space import RESERVED_KEYS, parse_params
 from recipes.search.tuner import STRATEGIES
+from recipes.train.config import resolve_config
 
 
 def recipe_defaults(recipe: str) -> dict[str, Any]:

@@ -28,10 +28,10 @@ import matplotlib.pyplot as plt
 import yaml
 from keras_tuner.engine.trial import Trial
 
-from recipes.files import atomic_write_text
 from recipes.search.space import RESERVED_KEYS, ParamSpec, apply_values
 from recipes.search.stage import TRIALS_DIR, StagePlan, read_plan, stage_dir
 from recipes.search.tuner import OBJECTIVE
+from recipes.train.files import atomic_write_text
 
 TRIALS_CSV = "trials.csv"
 SCATTER_PNG = "scatter.png"

@@ -31,7 +31,7 @@ from typing import Any
 import keras_tuner
 import yaml
 
-from recipes.config import BASE_DEFAULTS
+from recipes.train.config import BASE_DEFAULTS
 
 NUMERIC_KINDS = ("float", "log", "int", "logint")
 KINDS = (*NUMERIC_KINDS, "choice")

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recipes.files import atomic_write_text
 from recipes.search.space import ParamSpec, build_hyperparameters, parse_params
 from recipes.search.tuner import STRATEGIES, RecipeTuner, make_oracle
+from recipes.train.files import atomic_write_text
 
 PLAN_FILE = "plan.json"
 TRIALS_DIR = "trials"

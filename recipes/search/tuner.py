@@ -2,7 +2,7 @@
 
 KerasTuner's oracles (random search, grid search) choose each trial's hyperparameters and keep the
 search state; `RecipeTuner.run_trial` turns a trial into a recipe config, trains it with
-`recipes.runner.run` into its own run directory, and reports the run's best validation accuracy.
+`recipes.train.runner.run` into its own run directory, and reports the run's best validation accuracy.
 Reusing the runner means a trial is exactly what `python -m recipes.<name>` would train.
 
 Interruption is safe at any point: the oracle saves its state when a trial starts and ends, a
@@ -21,9 +21,9 @@ import keras
 import keras_tuner
 from keras_tuner.engine.base_tuner import BaseTuner
 
-from recipes.divergence import TrainingDiverged
-from recipes.runner import CONFIG_FILE, run
+from recipes.callbacks.divergence import TrainingDiverged
 from recipes.search.space import apply_values
+from recipes.train.runner import CONFIG_FILE, run
 
 OBJECTIVE = "val_accuracy"
 STRATEGIES = ("random", "grid")

@@ -7,8 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from recipes.optim.elementwise import ElementwiseOptimizer
-from recipes.optim.proximal_operator import proximal_l1_l2
+from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
+from recipes.optim.tf_train.proximal_operator import proximal_l1_l2
 from recipes.optim.validation import check_regularization_strengths
 
 

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from recipes.optim.elementwise import ElementwiseOptimizer
+from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
 from recipes.optim.validation import check_real
 
 

@@ -8,8 +8,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from recipes.optim.elementwise import ElementwiseOptimizer
-from recipes.optim.proximal_operator import proximal_l1_l2
+from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
+from recipes.optim.tf_train.proximal_operator import proximal_l1_l2
 from recipes.optim.validation import (
     check_initial_accumulator,
     check_regularization_strengths,

@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from recipes.files import atomic_write_text
+from recipes.train.files import atomic_write_text
 
 ACCURACY_KEYS = (
     "accuracy",

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import keras
 
-from recipes.divergence import DivergenceGuard
-from recipes.files import atomic_save_model, atomic_write_text
+from recipes.callbacks.divergence import DivergenceGuard
+from recipes.train.files import atomic_save_model, atomic_write_text
 
 STATE_FILE = "checkpoints/state.json"
 LAST_MODEL = "checkpoints/last.keras"

@@ -32,17 +32,24 @@ from typing import Any
 import keras
 
 import zoo
-from recipes.checkpoints import (
+from recipes.callbacks.checkpoints import (
     LAST_MODEL,
     RunCheckpoint,
     history_columns,
     read_history,
     read_state,
 )
-from recipes.config import CONFIG_FILE, resolve_config
-from recipes.data import SPLITS, DatasetInfo, load_dataset
-from recipes.diagnosis import diagnose, format_findings, write_diagnosis
-from recipes.distribute import (
+from recipes.callbacks.divergence import DivergenceGuard, TrainingDiverged
+from recipes.callbacks.monitors import build_monitors, take_monitoring_batch
+from recipes.data.datasets import SPLITS, DatasetInfo, load_dataset
+from recipes.data.image_folder import list_images
+from recipes.data.tta import check_tta, tta_metrics
+from recipes.optim.losses import get_loss, loss_label_format, loss_output_activation
+from recipes.optim.optimizers import get_optimizer
+from recipes.optim.schedules import get_schedule, get_schedule_callbacks
+from recipes.train.config import CONFIG_FILE, resolve_config
+from recipes.train.diagnosis import diagnose, format_findings, write_diagnosis
+from recipes.train.distribute import (
     continue_from_chief,
     discard_worker_outputs,
     prepare_for_fit,
@@ -51,16 +58,9 @@ from recipes.distribute import (
     synchronize_batch_norm,
     worker_output_dir,
 )
-from recipes.divergence import DivergenceGuard, TrainingDiverged
-from recipes.files import atomic_save_model, atomic_write_text
-from recipes.image_folder import list_images
-from recipes.losses import get_loss, loss_label_format, loss_output_activation
-from recipes.monitors import build_monitors, take_monitoring_batch
-from recipes.optimizers import get_optimizer
-from recipes.plots import plot_curves
-from recipes.sanity import run_sanity_checks
-from recipes.schedules import get_schedule, get_schedule_callbacks
-from recipes.tta import check_tta, tta_metrics
+from recipes.train.files import atomic_save_model, atomic_write_text
+from recipes.train.plots import plot_curves
+from recipes.train.sanity import run_sanity_checks
 from zoo.knobs import KNOB_DEFAULTS
 
 DATASET_FILE = "dataset.json"
@@ -138,7 +138,7 @@ def load_data(
     """The pipelines a config trains and evaluates on, exactly as `run` builds them.
 
     Labels are one-hot when the config's loss needs them; the other settings come from the
-    config's data options. See `recipes.data.load_dataset` for what `split` selects.
+    config's data options. See `recipes.data.datasets.load_dataset` for what `split` selects.
     """
     return load_dataset(
         config["dataset"],

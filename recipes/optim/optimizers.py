@@ -28,7 +28,7 @@ from typing import Any
 
 import keras
 
-from recipes.optim import (
+from recipes.optim.tf_train import (
     AdagradDA,
     ProximalAdagrad,
     ProximalGradientDescent,
@@ -297,7 +297,7 @@ def get_optimizer(
         name: One of `OPTIMIZER_NAMES` in any spelling: "Momentum", "momentum",
             "tf.train.MomentumOptimizer", "proximal_adagrad", ... ("sgd" means GradientDescent).
         learning_rate: A float > 0, a `keras.optimizers.schedules.LearningRateSchedule` (see
-            `recipes.schedules.get_schedule`) or a no-argument callable. `None` takes the
+            `recipes.optim.schedules.get_schedule`) or a no-argument callable. `None` takes the
             optimizer's default from `optimizer_hyperparameters(name)`.
         tf_train_compat: True (default) reproduces `tf.compat.v1.train.<Name>Optimizer` exactly,
             defaults included; False gives Keras' own optimizer and defaults where Keras has the

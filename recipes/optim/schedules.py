@@ -1,7 +1,7 @@
 """Learning-rate schedules by name, in epochs, with an optional linear warmup in front.
 
 `get_schedule("step", 0.1, steps_per_epoch=390, epochs=90, boundary_epochs=[30, 60])` returns
-what `recipes.optimizers.get_optimizer(..., learning_rate=...)` takes. Schedules are stated in
+what `recipes.optim.optimizers.get_optimizer(..., learning_rate=...)` takes. Schedules are stated in
 epochs (what a recipe thinks in) and converted to optimizer steps with `steps_per_epoch` (the
 number of batches per epoch; with gradient accumulation, still batches: Keras advances schedules
 every batch).

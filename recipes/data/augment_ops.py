@@ -1,4 +1,4 @@
-"""The augmentation operations behind `recipes.augment`, and the seed plumbing they share.
+"""The augmentation operations behind `recipes.data.augment`, and the seed plumbing they share.
 
 Every operation is a small callable `op(images, labels, seeds) -> (images, labels)` on a batch of
 float images in `[0, 1]` (`(batch, height, width, channels)`). Randomness comes only from `seeds`, a

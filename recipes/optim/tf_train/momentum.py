@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from recipes.optim.elementwise import ElementwiseOptimizer
+from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
 from recipes.optim.validation import check_bool, check_real
 
 

@@ -5,7 +5,7 @@
 - `"sample"`: a fixed, stratified subset of Fashion-MNIST embedded in the package (no download);
 - an MNIST-family name (`fashion_mnist`, `mnist`, `kmnist`) with `manual_dir` pointing at the
   original IDX files, e.g. Debian's `/usr/share/datasets/fashion-mnist` (an offline mirror);
-- a path to a folder of images with one sub-folder per class (see `recipes.image_folder`);
+- a path to a folder of images with one sub-folder per class (see `recipes.data.image_folder`);
 - any TFDS image-classification name (`cifar10`, `tf_flowers`, ...), loaded through `tfds.load`,
   which downloads and prepares it into `data_dir` on first use.
 
@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from recipes.augment import Augmentation, build_augmentation
-from recipes.balance import balanced_resample
-from recipes.idx import load_idx_split
-from recipes.image_folder import scan_image_folder
+from recipes.data.augment import Augmentation, build_augmentation
+from recipes.data.balance import balanced_resample
+from recipes.data.idx import load_idx_split
+from recipes.data.image_folder import scan_image_folder
 
 SPLITS = ("train", "validation", "test")
 PREPROCESSING_MODES = ("scale", "mean_image", "per_channel", "none")
 SAMPLE_NAME = "sample"
-SAMPLE_RESOURCE = "datasets/fashion_mnist_sample.npz"
+SAMPLE_RESOURCE = "fashion_mnist_sample.npz"
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -184,7 +184,10 @@ def _raw_from_arrays(
 
 
 def _load_sample(validation_fraction: float, test_fraction: float, seed: int) -> _RawData:
-    with resources.files("recipes").joinpath(SAMPLE_RESOURCE).open("rb") as f, np.load(f) as npz:
+    with (
+        resources.files("recipes.data").joinpath(SAMPLE_RESOURCE).open("rb") as f,
+        np.load(f) as npz,
+    ):
         arrays = {
             split: (npz[f"x_{split}"][..., np.newaxis], npz[f"y_{split}"])
             for split in ("train", "test")
@@ -439,7 +442,7 @@ def load_dataset(
         one_hot: yield one-hot float labels instead of integer class ids.
         balance_classes: training only: draw every class equally often ("label shuffle"); an epoch
             still has as many examples as the training split.
-        augment: training only: an augmentation spec for `recipes.augment.build_augmentation`
+        augment: training only: an augmentation spec for `recipes.data.augment.build_augmentation`
             (e.g. "flip_h,crop:4" or "standard"), or a callable mapping a batch (images in
             [0, 1], labels) to an augmented batch; applied after scaling and one-hot encoding,
             before normalization. A spec that mixes labels (mixup, cutmix) makes every split's

@@ -29,8 +29,8 @@ import keras
 import tensorflow as tf
 
 import layers
-from recipes import augment_ops
-from recipes.augment_ops import Op
+from recipes.data import augment_ops
+from recipes.data.augment_ops import Op
 
 _UNIT_RANGE = (0.0, 1.0)
 

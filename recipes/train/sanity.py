@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from recipes.monitors import TrainingHealthWarning
+from recipes.callbacks.monitors import TrainingHealthWarning
 
 ModelFactory = Callable[[float], keras.Model]
 OptimizerSpec = str | Callable[[float], keras.optimizers.Optimizer]
@@ -66,7 +66,7 @@ def resolve_loss(model: keras.Model, loss_name: str, loss: keras.losses.Loss | N
 
     Without `loss`, softmax cross-entropy is built with `from_logits` chosen from the model's
     last layer (probabilities when it applies softmax, logits otherwise). The SVM loss has no
-    Keras built-in: pass it as `loss` (e.g. `recipes.losses.get_loss("svm_hinge")`).
+    Keras built-in: pass it as `loss` (e.g. `recipes.optim.losses.get_loss("svm_hinge")`).
     """
     expected_initial_loss(loss_name, 2)  # validates the name
     if loss is not None:
