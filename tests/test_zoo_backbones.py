@@ -13,6 +13,8 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from recipes import finetune_imagenet
+from recipes.train.runner import recipe_main
 from tests.conftest import REPO_ROOT
 from tests.zoo_data import fashion_mnist_subset
 
@@ -104,18 +106,46 @@ def test_full_mode_unfreezes_top_blocks_with_batchnorm_in_inference(shared_dir):
         zoo.unfreeze_backbone(model, top_n_blocks=0)
 
 
-def test_train_full_fine_tune_runs_both_phases(shared_dir):
-    model = tiny_head_model(fine_tune="full", weights=pretrained_no_top(shared_dir))
-    kernel_before = weights_of(model.get_layer("backbone").get_layer("conv_pw_13"))[0]
-    images = np.random.default_rng(0).uniform(0, 255, (16, 28, 28, 1)).astype("float32")
-    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(16) % 10)).batch(8)
-    histories = zoo.train_full_fine_tune(
-        model, dataset, head_epochs=1, full_epochs=1, top_n_blocks=1, verbose=0
+def test_full_mode_through_the_runner_trains_the_head_then_the_top_block(shared_dir, tmp_path):
+    # fine_tune="full" is trained by the recipe runner alone: head first, then the top block at
+    # lr x full_lr_factor.
+    rng = np.random.default_rng(0)
+    for label in range(2):
+        folder = tmp_path / "images" / f"class{label}"
+        folder.mkdir(parents=True)
+        for i in range(8):
+            image = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+            (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    weights = pretrained_no_top(shared_dir)
+    metrics = recipe_main(
+        "finetune_imagenet",
+        finetune_imagenet.__doc__,
+        finetune_imagenet.DEFAULTS,
+        [
+            *("--dataset", str(tmp_path / "images"), "--image-size", "28"),
+            *("--fine-tune", "full", "--weights", weights),
+            *("--model-option", "alpha=0.25", "--model-option", "image_size=32"),
+            *("--epochs", "2", "--head-epochs", "1", "--unfreeze-blocks", "1"),
+            *("--lr", "0.001", "--full-lr-factor", "0.1", "--batch-size", "8"),
+            *("--out-dir", str(tmp_path / "run"), "--verbose", "0"),
+        ],
     )
-    assert len(histories) == 2
-    assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
-    kernel_after = weights_of(model.get_layer("backbone").get_layer("conv_pw_13"))[0]
-    assert not np.array_equal(kernel_before, kernel_after)
+    assert metrics["epochs"] == 2
+    trained = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert float(trained.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+    pretrained = tiny_head_model(fine_tune="full", weights=weights).get_layer("backbone")
+    changed = {
+        layer.name
+        for layer, before in zip(
+            trained.get_layer("backbone").layers, pretrained.layers, strict=True
+        )
+        if any(
+            not np.array_equal(old, new)
+            for old, new in zip(weights_of(before), weights_of(layer), strict=True)
+        )
+    }
+    # Block 13 alone learned, in phase two; its BatchNorm statistics stayed put.
+    assert changed == {"conv_dw_13", "conv_pw_13"}
 
 
 def test_mode_and_weights_errors(tmp_path):

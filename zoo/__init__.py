@@ -15,7 +15,6 @@ from zoo.backbones import (
     backbone_blocks,
     load_class_index,
     predict_labels,
-    train_full_fine_tune,
     unfreeze_backbone,
 )
 from zoo.knobs import Knobs
@@ -33,6 +32,5 @@ __all__ = [
     "predict_labels",
     "register_model",
     "small",
-    "train_full_fine_tune",
     "unfreeze_backbone",
 ]

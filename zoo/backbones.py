@@ -13,8 +13,9 @@ Fine-tuning modes (`fine_tune=`):
   softmax head for `num_classes` on the globally pooled features.
 - "full": the same model as "head" to start with: train the head first, then call
   `unfreeze_backbone` (optionally only the top N blocks), compile again with a lower learning rate
-  and train on. `train_full_fine_tune` runs both phases. BatchNormalization stays in inference mode
-  throughout, so that small fine-tuning batches do not wreck the pretrained statistics.
+  and train on. The recipe runner runs both phases (`recipes.finetune_imagenet --fine-tune full`,
+  `--head-epochs`, `--unfreeze-blocks`, `--full-lr-factor`). BatchNormalization stays in inference
+  mode throughout, so that small fine-tuning batches do not wreck the pretrained statistics.
 
 `weights=` is "imagenet" (Keras downloads and caches the file under `$KERAS_HOME/models`), a path
 to a weights file for the backbone (with the classifier top for "predict", without for the other
@@ -29,7 +30,7 @@ import importlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -384,66 +385,6 @@ def unfreeze_backbone(model: keras.Model, top_n_blocks: int | None = None) -> li
             layer.trainable = True
     keep_batchnorm_in_inference(backbone)
     return [name for name, _ in chosen]
-
-
-def train_full_fine_tune(
-    model: keras.Model,
-    train_data: Any,
-    *,
-    head_epochs: int,
-    full_epochs: int,
-    learning_rate: float = 1e-3,
-    full_learning_rate_factor: float = 0.1,
-    top_n_blocks: int | None = None,
-    validation_data: Any = None,
-    callbacks: Sequence[keras.callbacks.Callback] | None = None,
-    metrics: Sequence[Any] = ("accuracy",),
-    verbose: int | str = "auto",
-) -> list[keras.callbacks.History]:
-    """fine_tune="full" end to end: train the head, unfreeze, train on at a lower rate.
-
-    Both phases use Adam and sparse categorical cross-entropy (integer labels).
-
-    Args:
-        model: a model from `zoo.create(<backbone>, fine_tune="full")` (or "head").
-        train_data: what `model.fit` takes as `x` (a tf.data.Dataset of (images, labels)).
-        head_epochs: epochs of the first phase (frozen backbone).
-        full_epochs: epochs of the second phase (unfrozen backbone).
-        learning_rate: the first phase's learning rate.
-        full_learning_rate_factor: the second phase's rate is `learning_rate` times this.
-        top_n_blocks: unfreeze only the last N blocks; None: all.
-        validation_data, callbacks, verbose: passed to `model.fit`.
-        metrics: compiled metrics.
-
-    Returns:
-        The two `History` objects, head phase first.
-    """
-    if not 0.0 < full_learning_rate_factor <= 1.0:
-        raise ValueError(
-            f"full_learning_rate_factor must be in (0, 1], got {full_learning_rate_factor!r}."
-        )
-    histories = []
-    for phase, (epochs, rate) in enumerate(
-        ((head_epochs, learning_rate), (full_epochs, learning_rate * full_learning_rate_factor))
-    ):
-        if phase == 1:
-            unfreeze_backbone(model, top_n_blocks)
-        model.compile(
-            optimizer=keras.optimizers.Adam(rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=list(metrics),
-        )
-        histories.append(
-            model.fit(
-                train_data,
-                epochs=epochs,
-                validation_data=validation_data,
-                callbacks=list(callbacks or []),
-                verbose=verbose,
-                shuffle=False,  # a tf.data pipeline shuffles itself; Keras only warns otherwise
-            )
-        )
-    return histories
 
 
 # --------------------------------------------------------------------------------------------
