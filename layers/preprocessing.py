@@ -8,11 +8,17 @@
 batches (or of `(x, y)` pairs, whose `x` is used). Statistics are
 accumulated in float64 batch by batch, so the data set need not fit in
 memory, and stored in non-trainable weights, so they are saved with the model.
+
+`image_statistics(data)` returns the statistics behind zero-centering and
+standardization (mean image, per-channel mean and standard deviation) from
+the same pass, for code that normalizes outside a model (the recipes' data
+pipelines).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import keras
 import numpy as np
@@ -37,6 +43,16 @@ def _batches(data, batch_size: int | None, steps: int | None):
         yield np.asarray(batch, dtype=np.float64)
 
 
+def _reduce_batches(data, batch_size: int | None, steps: int | None, accumulate, caller: str):
+    """Folds `accumulate(state, batch)` over the batches of `data`, starting from None."""
+    state = None
+    for batch in _batches(data, batch_size, steps):
+        state = accumulate(state, batch)
+    if state is None:
+        raise ValueError(f"{caller} received no data.")
+    return state
+
+
 class _AdaptedLayer(keras.layers.Layer):
     """Common `adapt()` driver: reset, accumulate per batch, then store the statistics."""
 
@@ -48,14 +64,15 @@ class _AdaptedLayer(keras.layers.Layer):
             batch_size: batch size for array inputs (default: all at once).
             steps: maximum number of batches to read (default: all).
         """
-        state = None
-        for batch in _batches(data, batch_size, steps):
+
+        def accumulate(state, batch):
             if not self.built:
                 self.build((None, *batch.shape[1:]))
-            state = self._accumulate(state, batch)
-        if state is None:
-            raise ValueError(f"{type(self).__name__}.adapt() received no data.")
-        self._finalize(state)
+            return self._accumulate(state, batch)
+
+        self._finalize(
+            _reduce_batches(data, batch_size, steps, accumulate, f"{type(self).__name__}.adapt()")
+        )
 
     def _accumulate(self, state, batch):
         raise NotImplementedError
@@ -74,6 +91,57 @@ def _mean_and_covariance(state) -> tuple[np.ndarray, np.ndarray]:
     count, total, outer = state
     mean = total / count
     return mean, outer / count - np.outer(mean, mean)
+
+
+def _add_sample_sums(state, batch: np.ndarray, squares: bool):
+    """Running (count, sum, sum of squares or None) over a batch's samples, element by element."""
+    count, total, total_sq = state or (0, 0.0, 0.0 if squares else None)
+    if squares:
+        total_sq = total_sq + np.square(batch).sum(axis=0)
+    return count + len(batch), total + batch.sum(axis=0), total_sq
+
+
+def _channel_average(count: int, element_sums: np.ndarray) -> np.ndarray:
+    """Per channel (last axis), the average over samples and positions, from per-element sums
+    over `count` samples."""
+    per_channel = element_sums.reshape(-1, element_sums.shape[-1])
+    return per_channel.sum(axis=0) / (count * len(per_channel))
+
+
+def image_statistics(
+    data: Any, batch_size: int | None = None, steps: int | None = None
+) -> dict[str, np.ndarray]:
+    """The mean image and the per-channel mean and standard deviation of `data`, in one pass.
+
+    The statistics of `MeanImageSubtraction` (mean image, or with `per_channel=True` the mean
+    colour) and of per-channel standardization, computed the same way: float64 sums over the
+    samples of every element, so integer pixel values sum exactly.
+
+    Args:
+        data: NumPy array, tensor, or `tf.data.Dataset` of batches (or `(x, y)` pairs), of samples
+            with the channels last.
+        batch_size: batch size for array inputs (default: all at once).
+        steps: maximum number of batches to read (default: all).
+
+    Returns:
+        float64 arrays, in the units of `data`: "mean_image" (the shape of one sample), and
+        "channel_mean" and "channel_std" (shape `(channels,)`, over samples and positions).
+    """
+    count, total, total_sq = _reduce_batches(
+        data,
+        batch_size,
+        steps,
+        lambda state, batch: _add_sample_sums(state, batch, squares=True),
+        "image_statistics()",
+    )
+    channel_mean = _channel_average(count, total)
+    channel_var = _channel_average(count, total_sq) - channel_mean**2
+    return {
+        "mean_image": total / count,
+        "channel_mean": channel_mean,
+        # E[x^2] - E[x]^2 can round to slightly below zero for a constant channel.
+        "channel_std": np.sqrt(np.maximum(channel_var, 0.0)),
+    }
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -107,17 +175,12 @@ class MeanImageSubtraction(_AdaptedLayer):
         self.mean = self.add_weight(name="mean", shape=shape, initializer="zeros", trainable=False)
 
     def _accumulate(self, state, batch):
-        rows = (
-            batch.reshape(-1, batch.shape[-1])
-            if self.per_channel
-            else batch.reshape(len(batch), -1)
-        )
-        count, total = state or (0, 0.0)
-        return count + len(rows), total + rows.sum(axis=0)
+        return _add_sample_sums(state, batch, squares=False)
 
     def _finalize(self, state) -> None:
-        count, total = state
-        self.mean.assign(np.reshape(total / count, self.mean.shape))
+        count, total, _ = state
+        mean = _channel_average(count, total) if self.per_channel else total / count
+        self.mean.assign(np.reshape(mean, self.mean.shape))
 
     def call(self, inputs):
         return inputs - ops.cast(self.mean, inputs.dtype)

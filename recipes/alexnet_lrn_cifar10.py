@@ -17,17 +17,15 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "alexnet_small",
-    "dataset": "cifar10",
-    "augment": "standard",
-    "tta": "flip",  # trained on mirrored images, so also report the flip-averaged accuracy
-    "optimizer": "momentum",
-    "lr": 0.01,
-    "optimizer_options": {"momentum": 0.9},
-    "l2": 5e-4,
-    "lr_schedule": "step",
-    "batch_size": 128,
-    "epochs": 30,
+    "data": {"dataset": "cifar10", "augment": "standard"},
+    "model": {"name": "alexnet_small", "knobs": {"l2": 0.0005}},
+    "optim": {
+        "optimizer": "momentum",
+        "lr": 0.01,
+        "options": {"momentum": 0.9},
+        "schedule": "step",
+    },
+    "run": {"tta": "flip", "batch_size": 128, "epochs": 30},
 }
 
 if __name__ == "__main__":

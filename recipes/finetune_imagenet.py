@@ -20,18 +20,16 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "mobilenet",
-    "model_options": {"alpha": 0.25},
-    "dataset": "tf_flowers",
-    "fine_tune": "head",
-    "weights": "imagenet",
-    "preprocessing": "none",
-    "image_size": (160, 160),
-    "optimizer": "adam",
-    "lr": 0.001,
-    "batch_size": 32,
-    "epochs": 5,
-    "head_epochs": 2,
+    "data": {"dataset": "tf_flowers", "preprocessing": "none", "image_size": (160, 160)},
+    "model": {
+        "name": "mobilenet",
+        "options": {"alpha": 0.25},
+        "fine_tune": "head",
+        "weights": "imagenet",
+        "head_epochs": 2,
+    },
+    "optim": {"optimizer": "adam", "lr": 0.001},
+    "run": {"batch_size": 32, "epochs": 5},
 }
 
 if __name__ == "__main__":

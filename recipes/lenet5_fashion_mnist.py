@@ -19,16 +19,15 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "lenet5",
-    "dataset": "fashion_mnist",
-    "activation": "relu",
-    "init": "he",
-    "optimizer": "momentum",
-    "lr": 0.05,
-    "optimizer_options": {"momentum": 0.9},
-    "lr_schedule": "cosine",
-    "batch_size": 64,
-    "epochs": 10,
+    "data": {"dataset": "fashion_mnist"},
+    "model": {"name": "lenet5", "knobs": {"activation": "relu", "init": "he"}},
+    "optim": {
+        "optimizer": "momentum",
+        "lr": 0.05,
+        "options": {"momentum": 0.9},
+        "schedule": "cosine",
+    },
+    "run": {"batch_size": 64, "epochs": 10},
 }
 
 if __name__ == "__main__":

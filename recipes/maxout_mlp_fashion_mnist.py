@@ -14,13 +14,10 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "maxout_mlp",
-    "dataset": "fashion_mnist",
-    "optimizer": "momentum",
-    "lr": 0.02,
-    "optimizer_options": {"momentum": 0.9},
-    "batch_size": 128,
-    "epochs": 15,
+    "data": {"dataset": "fashion_mnist"},
+    "model": {"name": "maxout_mlp"},
+    "optim": {"optimizer": "momentum", "lr": 0.02, "options": {"momentum": 0.9}},
+    "run": {"batch_size": 128, "epochs": 15},
 }
 
 if __name__ == "__main__":

@@ -19,15 +19,10 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "mlp",
-    "dataset": "fashion_mnist",
-    "activation": "relu",
-    "init": "he",
-    "optimizer": "momentum",
-    "lr": 0.05,
-    "optimizer_options": {"momentum": 0.9},
-    "batch_size": 128,
-    "epochs": 10,
+    "data": {"dataset": "fashion_mnist"},
+    "model": {"name": "mlp", "knobs": {"activation": "relu", "init": "he"}},
+    "optim": {"optimizer": "momentum", "lr": 0.05, "options": {"momentum": 0.9}},
+    "run": {"batch_size": 128, "epochs": 10},
 }
 
 if __name__ == "__main__":

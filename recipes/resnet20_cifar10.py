@@ -19,18 +19,10 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "resnet20",
-    "dataset": "cifar10",
-    "augment": "standard",
-    "tta": "flip",  # trained on mirrored images, so also report the flip-averaged accuracy
-    "norm": "batch",
-    "optimizer": "momentum",
-    "lr": 0.1,
-    "optimizer_options": {"momentum": 0.9},
-    "l2": 1e-4,
-    "lr_schedule": "step",
-    "batch_size": 128,
-    "epochs": 40,
+    "data": {"dataset": "cifar10", "augment": "standard"},
+    "model": {"name": "resnet20", "knobs": {"norm": "batch", "l2": 0.0001}},
+    "optim": {"optimizer": "momentum", "lr": 0.1, "options": {"momentum": 0.9}, "schedule": "step"},
+    "run": {"tta": "flip", "batch_size": 128, "epochs": 40},
 }
 
 if __name__ == "__main__":

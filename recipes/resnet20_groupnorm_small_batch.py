@@ -16,17 +16,10 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "resnet20",
-    "dataset": "cifar10",
-    "augment": "light",
-    "tta": "flip",  # trained on mirrored images, so also report the flip-averaged accuracy
-    "norm": "group",
-    "groups": 8,
-    "optimizer": "momentum",
-    "lr": 0.005,
-    "optimizer_options": {"momentum": 0.9},
-    "batch_size": 4,
-    "epochs": 5,
+    "data": {"dataset": "cifar10", "augment": "light"},
+    "model": {"name": "resnet20", "knobs": {"norm": "group", "groups": 8}},
+    "optim": {"optimizer": "momentum", "lr": 0.005, "options": {"momentum": 0.9}},
+    "run": {"tta": "flip", "batch_size": 4, "epochs": 5},
 }
 
 if __name__ == "__main__":

@@ -16,18 +16,15 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "vgg_small",
-    "dataset": "cifar10",
-    "augment": "standard",
-    "tta": "flip",  # trained on mirrored images, so also report the flip-averaged accuracy
-    "norm": "batch",
-    "optimizer": "momentum",
-    "lr": 0.05,
-    "optimizer_options": {"momentum": 0.9, "use_nesterov": True},
-    "l2": 5e-4,
-    "lr_schedule": "cosine",
-    "batch_size": 128,
-    "epochs": 30,
+    "data": {"dataset": "cifar10", "augment": "standard"},
+    "model": {"name": "vgg_small", "knobs": {"norm": "batch", "l2": 0.0005}},
+    "optim": {
+        "optimizer": "momentum",
+        "lr": 0.05,
+        "options": {"momentum": 0.9, "use_nesterov": True},
+        "schedule": "cosine",
+    },
+    "run": {"tta": "flip", "batch_size": 128, "epochs": 30},
 }
 
 if __name__ == "__main__":

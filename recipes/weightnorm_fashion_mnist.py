@@ -14,13 +14,10 @@ if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the pac
 from recipes.train.runner import recipe_main
 
 DEFAULTS = {
-    "model": "lenet5",
-    "dataset": "fashion_mnist",
-    "norm": "weight",
-    "optimizer": "adam",
-    "lr": 0.002,
-    "batch_size": 128,
-    "epochs": 10,
+    "data": {"dataset": "fashion_mnist"},
+    "model": {"name": "lenet5", "knobs": {"norm": "weight"}},
+    "optim": {"optimizer": "adam", "lr": 0.002},
+    "run": {"batch_size": 128, "epochs": 10},
 }
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from recipes.train.config import RunConfig
 from scripts.bench_common import format_tables, parse_args
 from scripts.bench_throughput import recipe_config, recipe_pipeline
 
@@ -41,7 +42,7 @@ QUICK_KEPT_FRACTIONS = (0.225, 0.45, 0.9)
 FULL_KEPT_FRACTIONS = (0.1125, 0.225, 0.45, 0.675, 0.9)
 
 
-def fastest_epoch_seconds(config: dict[str, Any], epochs: int) -> tuple[float, int]:
+def fastest_epoch_seconds(config: RunConfig, epochs: int) -> tuple[float, int]:
     """The fastest of `epochs` timed epochs after a warm-up one, and the examples per epoch."""
     pipeline = recipe_pipeline(config)
     pipeline.epoch_times(1)

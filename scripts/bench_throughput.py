@@ -38,7 +38,7 @@ import tensorflow as tf
 from recipes.data.datasets import load_dataset
 from recipes.optim.losses import get_loss
 from recipes.optim.optimizers import get_optimizer
-from recipes.train.config import BASE_DEFAULTS
+from recipes.train.config import RunConfig
 from recipes.train.runner import build_model, compile_model, load_data
 from scripts.bench_common import EpochTimer, format_tables, parse_args
 
@@ -51,17 +51,19 @@ DEFAULT_VARIANT = {"default": (None, 1)}
 FULL_VARIANTS = {**DEFAULT_VARIANT, "xla": (True, 1), "steps_per_execution=8": (None, 8)}
 
 
-def recipe_config(model: str, batch_size: int, **overrides: Any) -> dict[str, Any]:
-    """A full run configuration, as a recipe would have it, for `model` at `batch_size`."""
-    return {
-        **BASE_DEFAULTS,
-        "model": model,
-        "batch_size": batch_size,
-        "optimizer": "momentum",
-        "lr": 0.01,
-        "optimizer_options": {"momentum": 0.9},
-        **overrides,
-    }
+def recipe_config(model: str, batch_size: int, **overrides: Any) -> RunConfig:
+    """A full run configuration, as a recipe would have it, for `model` at `batch_size`
+    (`overrides` by flat option name, e.g. `dataset=...`, `validation_fraction=...`)."""
+    return RunConfig.from_dict(
+        {
+            "model": model,
+            "batch_size": batch_size,
+            "optimizer": "momentum",
+            "lr": 0.01,
+            "optimizer_options": {"momentum": 0.9},
+            **overrides,
+        }
+    )
 
 
 @dataclass
@@ -88,7 +90,7 @@ class RecipePipeline:
 
 
 def recipe_pipeline(
-    config: dict[str, Any],
+    config: RunConfig,
     jit_compile: bool | None = None,
     steps_per_execution: int = 1,
     seed: int = 0,
@@ -98,11 +100,11 @@ def recipe_pipeline(
     `jit_compile` (None keeps Keras' choice: XLA off on CPU) and `steps_per_execution` override
     what `compile_model` set.
     """
-    train, info = load_data({**config, "seed": seed}, "train")
+    train, info = load_data(config.updated({"run.seed": seed}), "train")
     keras.utils.set_random_seed(seed)
     model = build_model(config, info.image_shape, info.num_classes)
     num_examples = info.split_sizes["train"]
-    compile_model(model, config, steps_per_epoch=math.ceil(num_examples / config["batch_size"]))
+    compile_model(model, config, steps_per_epoch=math.ceil(num_examples / config.run.batch_size))
     if jit_compile is not None:
         model.jit_compile = jit_compile
     model.steps_per_execution = steps_per_execution
@@ -132,16 +134,16 @@ class PlainPipeline:
         return EpochTimes(timer.seconds, timer.cpu_seconds)
 
 
-def plain_pipeline(config: dict[str, Any], seed: int = 0) -> PlainPipeline:
+def plain_pipeline(config: RunConfig, seed: int = 0) -> PlainPipeline:
     """The same model and training images, compiled and fed the way a plain Keras script does."""
     unbatched, info = load_dataset(
-        config["dataset"],
+        config.data.dataset,
         "train",
-        manual_dir=config["manual_dir"],
+        manual_dir=config.data.manual_dir,
         batch_size=8192,
-        validation_fraction=config["validation_fraction"],
+        validation_fraction=config.data.validation_fraction,
         seed=seed,
-        preprocessing=config["preprocessing"],
+        preprocessing=config.data.preprocessing,
         shuffle=False,
     )
     batches = list(unbatched.as_numpy_iterator())
@@ -151,12 +153,12 @@ def plain_pipeline(config: dict[str, Any], seed: int = 0) -> PlainPipeline:
     model = build_model(config, info.image_shape, info.num_classes)
     model.compile(
         optimizer=get_optimizer(
-            config["optimizer"], learning_rate=config["lr"], **config["optimizer_options"]
+            config.optim.optimizer, learning_rate=config.optim.lr, **config.optim.options
         ),
-        loss=get_loss(config["loss"]),
+        loss=get_loss(config.optim.loss),
         metrics=["accuracy"],
     )
-    return PlainPipeline(model, images, labels, config["batch_size"])
+    return PlainPipeline(model, images, labels, config.run.batch_size)
 
 
 def interleaved_epoch_times(

@@ -24,7 +24,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python scripts/collect_results.py`: find the packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipes.train.config import BASE_DEFAULTS
+from recipes.train.config import RunConfig, flat_items
 
 # Settings that differ between repeats of one experiment without changing the experiment; the
 # test-time augmentation only adds a column, since the single-view accuracy is always measured.
@@ -42,18 +42,21 @@ def load_runs(run_dirs: list[Path]) -> dict[str, list[dict]]:
             print(f"skipping {run_dir}: no metrics.json (unfinished run?)", file=sys.stderr)
             continue
         metrics = json.loads(path.read_text())
+        # Runs recorded before the sectioned configuration hold the flat one; both convert.
+        metrics["config"] = flat_items(RunConfig.from_dict(metrics["config"], str(path)))
         experiment = {k: v for k, v in metrics["config"].items() if k not in RUN_SPECIFIC_KEYS}
         groups[json.dumps(experiment, sort_keys=True, default=str)].append(metrics)
     return groups
 
 
 def changed_settings(recipe: str, config: dict[str, Any]) -> str:
-    """`key=value` for every setting of `config` that differs from recipe `recipe`'s defaults."""
+    """`key=value` for every setting of `config` (flat option names) that differs from recipe
+    `recipe`'s defaults."""
     try:
         recipe_defaults = importlib.import_module(f"recipes.{recipe}").DEFAULTS
     except ModuleNotFoundError:
         return "(unknown recipe)"
-    defaults = {**BASE_DEFAULTS, **recipe_defaults}
+    defaults = flat_items(RunConfig.from_dict(recipe_defaults))
     changed = [
         f"{key}={json.dumps(value) if isinstance(value, dict) else value}"
         for key, value in sorted(config.items())

@@ -35,7 +35,7 @@ def evaluate_run(run_dir: Path, mode: str, data_overrides: dict[str, str]) -> di
     Args:
         run_dir: a run directory with config.json, model.keras and metrics.json.
         mode: one of `recipes.data.tta.TTA_MODES`.
-        data_overrides: `data_dir`/`manual_dir` where the run's data lives on this machine.
+        data_overrides: `data.data_dir`/`data.manual_dir` where the run's data lives here.
 
     Returns:
         The updated metrics.
@@ -46,7 +46,7 @@ def evaluate_run(run_dir: Path, mode: str, data_overrides: dict[str, str]) -> di
     ]
     if missing:
         raise FileNotFoundError(f"{run_dir} is not a finished run: {', '.join(missing)} missing")
-    config = {**saved_run_config(run_dir), **data_overrides}
+    config = saved_run_config(run_dir).updated(data_overrides, "the data flags")
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     test, info = load_data(config, "test")
     model = keras.models.load_model(run_dir / FINAL_MODEL)
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     overrides = {
         key: value
-        for key, value in (("data_dir", args.data_dir), ("manual_dir", args.manual_dir))
+        for key, value in (("data.data_dir", args.data_dir), ("data.manual_dir", args.manual_dir))
         if value is not None
     }
     for run_dir in args.run_dirs:

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from recipes.callbacks.checkpoints import history_columns, read_history
-from recipes.train.config import BASE_DEFAULTS
+from recipes.train.config import RunConfig
 from recipes.train.files import atomic_write_text
 from recipes.train.runner import build_model, compile_model, load_data, run
 
@@ -53,17 +53,20 @@ def study_parser(description: str, epochs: int) -> argparse.ArgumentParser:
     return parser
 
 
-def study_config(args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
-    """A full run configuration: the runner's defaults, the study's data flags, `overrides`."""
-    return {
-        **BASE_DEFAULTS,
-        "dataset": args.dataset,
-        "manual_dir": args.manual_dir,
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "verbose": 0,
-        **overrides,
-    }
+def study_config(args: argparse.Namespace, **overrides: Any) -> RunConfig:
+    """A full run configuration: the runner's defaults, the study's data flags, `overrides`
+    (by flat option name, e.g. `activation="tanh"`, `lr=0.1`, `model_options={...}`)."""
+    return RunConfig.from_dict(
+        {
+            "dataset": args.dataset,
+            "manual_dir": args.manual_dir,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "verbose": 0,
+            **overrides,
+        },
+        "the study's settings",
+    )
 
 
 @dataclass
@@ -89,14 +92,14 @@ class StudyRun:
 
 
 def train_config(
-    config: dict[str, Any],
+    config: RunConfig,
     label: str,
     *,
     steps_per_epoch: int | None = None,
     validate: bool = False,
     model: keras.Model | None = None,
 ) -> StudyRun:
-    """Trains `config` for `config["epochs"]` epochs and evaluates it on the test split.
+    """Trains `config` for `config.run.epochs` epochs and evaluates it on the test split.
 
     Args:
         config: a full run configuration (see `study_config`).
@@ -108,10 +111,10 @@ def train_config(
             has inspected); None builds it.
     """
     datasets, info = load_data(config)
-    keras.utils.set_random_seed(config["seed"])
+    keras.utils.set_random_seed(config.run.seed)
     if model is None:
         model = build_model(config, info.image_shape, info.num_classes)
-    full_steps = math.ceil(info.split_sizes["train"] / config["batch_size"])
+    full_steps = math.ceil(info.split_sizes["train"] / config.run.batch_size)
     steps = min(steps_per_epoch or full_steps, full_steps)
     compile_model(model, config, steps_per_epoch=steps)
     train = datasets["train"].take(steps)
@@ -119,8 +122,8 @@ def train_config(
     history = model.fit(
         train,
         validation_data=datasets["validation"] if validate else None,
-        epochs=config["epochs"],
-        verbose=config["verbose"],
+        epochs=config.run.epochs,
+        verbose=config.run.verbose,
         callbacks=[keras.callbacks.TerminateOnNaN()],
         shuffle=False,
     ).history
@@ -134,14 +137,16 @@ def train_config(
     return StudyRun(label, history, test_accuracy, seconds, model, diverged)
 
 
-def run_recipe(config: dict[str, Any], label: str) -> tuple[dict[str, Any], StudyRun | None]:
+def run_recipe(config: RunConfig, label: str) -> tuple[dict[str, Any], StudyRun | None]:
     """Runs `config` through `recipes.train.runner.run` in a temporary run directory.
 
     Returns the run's metrics and, when it trained, a `StudyRun` built from its history.
     """
     with tempfile.TemporaryDirectory() as run_dir:
         start = time.perf_counter()
-        metrics = run({**config, "out_dir": str(Path(run_dir) / "run")}, recipe=f"study_{label}")
+        metrics = run(
+            config.updated({"run.out_dir": str(Path(run_dir) / "run")}), recipe=f"study_{label}"
+        )
         seconds = time.perf_counter() - start
         rows = read_history(Path(run_dir) / "run")
     if not rows:

@@ -31,6 +31,7 @@ from recipes.callbacks.monitors import (
     take_monitoring_batch,
 )
 from recipes.data.datasets import load_dataset
+from recipes.train.config import RunConfig
 from recipes.train.runner import build_model
 from scripts.study_common import (
     command_line,
@@ -53,7 +54,7 @@ SPARSE_K = KNOB_DEFAULTS["sparse_k"]
 STD_FLOOR = 1e-6
 
 
-def initial_activations(config: dict, monitoring_inputs: np.ndarray, image_shape, num_classes):
+def initial_activations(config: RunConfig, monitoring_inputs: np.ndarray, image_shape, num_classes):
     """The freshly built model, its hidden layers' activations and statistics on the batch."""
     model = build_model(config, image_shape, num_classes)
     # The classifier's softmax (the last layer) is not a hidden layer: leave it out.

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                 {
                     "norm": norm,
                     "batch size": batch_size,
-                    "lr": config["lr"],
+                    "lr": config.optim.lr,
                     "final training loss": run.history["loss"][-1],
                     "test error": 1.0 - run.test_accuracy,
                     "seconds": run.seconds,

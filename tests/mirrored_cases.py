@@ -71,13 +71,13 @@ def main(spec_path: str) -> None:
 
     import numpy as np
 
-    from recipes.train.config import BASE_DEFAULTS
+    from recipes.train.config import RunConfig
     from recipes.train.distribute import create_strategy
     from recipes.train.runner import run
 
     out_dir = Path(spec["out_dir"])
     for name, overrides in spec["runs"].items():
-        run({**BASE_DEFAULTS, **overrides, "out_dir": str(out_dir / name)}, recipe=name)
+        run(RunConfig.from_dict({**overrides, "out_dir": str(out_dir / name)}), recipe=name)
     arrays = {}
     for name in spec["optimizers"]:
         for strategy_name in ("default", "mirrored"):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from layers import MeanImageSubtraction
 from recipes.data.datasets import assign_splits, load_dataset
 from tests.test_idx import write_split
 
@@ -73,6 +74,45 @@ def test_mean_image_and_per_channel_preprocessing():
     ds, info = load_dataset("sample", "train", preprocessing="per_channel", batch_size=3600)
     x, _ = collect(ds)
     assert abs(x.mean()) < 1e-4 and abs(x.std() - 1.0) < 1e-3
+
+
+def test_dataset_statistics_agree_with_mean_image_subtraction_adapted_on_the_split(tmp_path):
+    # One implementation serves both: MeanImageSubtraction adapted on the scaled training split
+    # learns load_dataset's statistics and centers the images as its "mean_image" pipeline does.
+    rng = np.random.default_rng(0)
+    for label in range(2):
+        (tmp_path / f"class{label}").mkdir()
+        for i in range(10):
+            # Channels of different means and spreads, so that a mix-up of channels shows.
+            image = rng.normal([60, 120, 200], [10, 30, 20], size=(6, 5, 3))
+            png = tf.io.encode_png(np.clip(image, 0, 255).astype(np.uint8)).numpy()
+            (tmp_path / f"class{label}" / f"{i}.png").write_bytes(png)
+
+    def load(preprocessing):
+        ds, info = load_dataset(
+            str(tmp_path), "train", preprocessing=preprocessing, batch_size=4, shuffle=False
+        )
+        return collect(ds)[0], info.statistics
+
+    scaled, _ = load("scale")
+    centered, statistics = load("mean_image")
+    standardized, channel_statistics = load("per_channel")
+    mean_image, mean_colour = MeanImageSubtraction(), MeanImageSubtraction(per_channel=True)
+    for layer in (mean_image, mean_colour):
+        layer.adapt(tf.data.Dataset.from_tensor_slices(scaled).batch(4))
+    np.testing.assert_allclose(mean_image.mean.numpy(), statistics["mean_image"], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(mean_image(scaled)), centered, atol=1e-6)
+    np.testing.assert_allclose(
+        mean_colour.mean.numpy().ravel(), channel_statistics["channel_mean"], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        channel_statistics["channel_std"], scaled.std(axis=(0, 1, 2), dtype=np.float64), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        standardized,
+        (np.asarray(mean_colour(scaled)) / channel_statistics["channel_std"]),
+        atol=1e-5,
+    )
 
 
 def test_one_hot_labels():

@@ -19,7 +19,7 @@ import zoo
 from recipes.callbacks.checkpoints import STATE_FILE, read_history, read_state
 from recipes.lenet5_fashion_mnist import DEFAULTS as LENET5_RECIPE
 from recipes.optim.optimizers import OPTIMIZER_NAMES
-from recipes.train.config import BASE_DEFAULTS, resolve_config
+from recipes.train.config import DistributeConfig, RunConfig, resolve_config
 from recipes.train.distribute import (
     STRATEGY_NAMES,
     ClusterRole,
@@ -135,8 +135,8 @@ def test_flags_reach_the_config():
     config = resolve_config(
         {}, ["--strategy", "mirrored", "--sync-bn", "--cpu-replicas", "2"], "p", "d"
     )
-    assert (config["strategy"], config["sync_bn"], config["cpu_replicas"]) == ("mirrored", True, 2)
-    assert (BASE_DEFAULTS["strategy"], BASE_DEFAULTS["sync_bn"]) == ("default", False)
+    assert config.distribute == DistributeConfig("mirrored", sync_bn=True, cpu_replicas=2)
+    assert RunConfig().distribute == DistributeConfig("default", sync_bn=False, cpu_replicas=None)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_flags_reach_the_config():
 def test_bad_strategy_configs_fail_before_anything_runs(monkeypatch, overrides, message):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ValueError, match=message):
-        strategy_from_config({**BASE_DEFAULTS, **overrides})
+        strategy_from_config(RunConfig.from_dict(overrides))
 
 
 def test_cpu_replicas_after_tensorflow_started_explain_what_to_do():
@@ -163,7 +163,7 @@ def test_cpu_replicas_after_tensorflow_started_explain_what_to_do():
 
 
 def test_default_strategy_writes_to_the_run_dir_and_keeps_it(tmp_path):
-    strategy = strategy_from_config(BASE_DEFAULTS)
+    strategy = strategy_from_config(RunConfig())
     assert is_chief(strategy)
     assert worker_output_dir(tmp_path, strategy) == tmp_path
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -367,7 +367,9 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
     # The two workers each took half of every global batch of 64: the same training as one
     # device with batches of 64.
     alone = run(
-        {**BASE_DEFAULTS, **LENET5_RECIPE, **config, "out_dir": str(tmp_path / "one_device")}
+        RunConfig.from_dict(LENET5_RECIPE).updated(
+            {**config, "out_dir": str(tmp_path / "one_device")}
+        )
     )
     one_device = keras.models.load_model(tmp_path / "one_device" / "model.keras")
     chief_model = keras.models.load_model(run_dir / "model.keras")  # with its optimizer and loss

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from layers import MeanImageSubtraction, PCAColorJitter, ZCAWhitening
+from layers.preprocessing import image_statistics
 
 
 def _images(n=64, shape=(4, 4, 3), seed=0):
@@ -28,6 +29,23 @@ def test_mean_image_subtraction_per_channel_subtracts_the_mean_colour():
     layer.adapt(images)
     assert layer.mean.shape == (1, 1, 3)
     np.testing.assert_allclose(layer.mean.numpy().ravel(), images.mean(axis=(0, 1, 2)), rtol=1e-5)
+
+
+def test_image_statistics_match_numpy_and_mean_image_subtraction():
+    images = _images()
+    statistics = image_statistics(tf.data.Dataset.from_tensor_slices(images).batch(10))
+    np.testing.assert_allclose(statistics["mean_image"], images.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(statistics["channel_mean"], images.mean(axis=(0, 1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(
+        statistics["channel_std"], images.std(axis=(0, 1, 2), dtype=np.float64), rtol=1e-6
+    )
+    layer = MeanImageSubtraction(per_channel=True)
+    layer.adapt(images)
+    np.testing.assert_allclose(layer.mean.numpy().ravel(), statistics["channel_mean"], rtol=1e-6)
+    constant = image_statistics(np.full((4, 2, 2, 1), 0.1))
+    assert constant["channel_std"].tolist() == [0.0]
+    with pytest.raises(ValueError, match="received no data"):
+        image_statistics(tf.data.Dataset.from_tensor_slices(np.zeros((0, 2, 2, 1))).batch(2))
 
 
 def test_adapt_from_a_dataset_of_batches_equals_adapt_from_the_array():

@@ -114,7 +114,7 @@ def test_lenet5_end_to_end_outputs_and_reload(tmp_path):
     assert saved["test_accuracy"] == metrics["test_accuracy"]
     assert saved["epochs"] == 3 and saved["wall_time_s"] > 0
     assert saved["dataset"]["name"] == "sample"
-    assert json.loads((tmp_path / "config.json").read_text())["model"] == "lenet5"
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["name"] == "lenet5"
     assert len((tmp_path / "history.csv").read_text().strip().splitlines()) == 4
 
     model = keras.models.load_model(tmp_path / "model.keras")
@@ -138,21 +138,27 @@ def test_refuses_to_overwrite_a_run(tmp_path):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--epochs", "0"], "epochs must be a positive integer"),
-        (["--lr", "-0.1"], "lr must be positive"),
+        (["--epochs", "0"], "`run.epochs` must be an integer >= 1. Received: run.epochs=0"),
+        (["--lr", "-0.1"], "`optim.lr` must be a number > 0. Received: optim.lr=-0.1"),
         (["--model", "lenet"], "lenet5"),
         (["--optimizer", "sgdd"], "sgdd"),
         (["--loss", "hinge_svm"], "Unknown loss 'hinge_svm'"),
         (["--augment", "flip_x"], "flip_x"),
-        (["--fine-tune", "head"], "use --preprocessing none"),
+        (["--fine-tune", "head"], "data.preprocessing must be 'none'"),
         (["--resume"], "--resume needs --out-dir"),
-        (["--tta", "rotate"], "unknown tta 'rotate'; accepted: none, flip"),
     ],
 )
 def test_bad_flags_give_clear_errors(flags, message, tmp_path):
     with pytest.raises((ValueError, KeyError)) as error:
         run_recipe("lenet5_fashion_mnist", "--dataset", "sample", "--dry-run", *flags)
     assert message in str(error.value)
+
+
+def test_flag_with_a_fixed_set_of_values_lists_them(capsys):
+    with pytest.raises(SystemExit):
+        run_recipe("lenet5_fashion_mnist", "--tta", "rotate")
+    error = capsys.readouterr().err
+    assert "--tta: invalid choice: 'rotate'" in error and "none" in error and "flip" in error
 
 
 def test_unknown_flag_exits_with_usage(capsys):
@@ -170,7 +176,7 @@ def test_runs_as_a_script(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert '"model": "lenet5"' in result.stdout
+    assert '"name": "lenet5"' in result.stdout
 
 
 @pytest.mark.slow
@@ -240,7 +246,7 @@ def test_divergence_stops_the_run_with_advice(tmp_path):
 
 def test_config_file_defaults(tmp_path):
     config = tmp_path / "best.yaml"
-    config.write_text("epochs: 1\nbatch_size: 512\nactivation: tanh\n")
+    config.write_text("run: {epochs: 1, batch_size: 512}\nmodel:\n  knobs: {activation: tanh}\n")
     metrics = run_recipe(
         "mlp_fashion_mnist",
         "--dataset",
@@ -253,7 +259,8 @@ def test_config_file_defaults(tmp_path):
         "0",
     )
     assert metrics["epochs"] == 1
-    assert metrics["config"]["activation"] == "tanh" and metrics["config"]["batch_size"] == 512
+    assert metrics["config"]["model"]["knobs"]["activation"] == "tanh"
+    assert metrics["config"]["run"]["batch_size"] == 512
 
 
 def test_margin_loss_gets_a_linear_output_layer(tmp_path):

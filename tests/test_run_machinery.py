@@ -1,6 +1,4 @@
-"""Run-directory machinery: config layering, per-epoch checkpoints, divergence guard, plots."""
-
-import json
+"""Run-directory machinery: per-epoch checkpoints, divergence guard, plots."""
 
 import keras
 import numpy as np
@@ -15,7 +13,6 @@ from recipes.callbacks.checkpoints import (
     read_state,
 )
 from recipes.callbacks.divergence import DivergenceGuard
-from recipes.train.config import BASE_DEFAULTS, resolve_config
 from recipes.train.files import atomic_write_text
 from recipes.train.plots import plot_curves
 
@@ -34,74 +31,6 @@ def tiny_data(n: int = 64):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 4)).astype("float32")
     return x, np.argmax(x[:, :3], axis=1)
-
-
-def test_config_layers_defaults_file_and_flags(tmp_path):
-    config_file = tmp_path / "c.yaml"
-    config_file.write_text("lr: 0.5\nepochs: 7\nactivation: tanh\n")
-    config = resolve_config(
-        {"model": "mlp", "lr": 0.1, "epochs": 3},
-        ["--config", str(config_file), "--epochs", "2", "--opt", "momentum=0.8"],
-        prog="test",
-        description="",
-    )
-    assert config["model"] == "mlp"  # recipe default
-    assert config["lr"] == 0.5  # file over recipe default
-    assert config["epochs"] == 2  # flag over file
-    assert config["activation"] == "tanh"
-    assert config["optimizer_options"] == {"momentum": 0.8}
-    assert config["batch_size"] == BASE_DEFAULTS["batch_size"]
-
-
-def test_config_key_value_and_aliases():
-    config = resolve_config(
-        {},
-        ["--weight-decay", "1e-4", "--model-option", "depth=3", "--image-size", "32"],
-        "test",
-        "",
-    )
-    assert config["l2"] == 1e-4
-    assert config["model_options"] == {"depth": 3}
-    assert config["image_size"] == (32, 32)
-
-
-def test_resume_takes_the_saved_config_and_refuses_changes(tmp_path):
-    started = resolve_config(
-        {"model": "mlp"},
-        ["--epochs", "7", "--image-size", "32", "--out-dir", str(tmp_path)],
-        "test",
-        "",
-    )
-    (tmp_path / "config.json").write_text(json.dumps(started, default=str))
-
-    resumed = resolve_config(
-        {}, ["--out-dir", str(tmp_path), "--resume", "--verbose", "0"], "t", ""
-    )
-    assert resumed["model"] == "mlp" and resumed["epochs"] == 7
-    assert resumed["image_size"] == [32, 32] and resumed["verbose"] == 0 and resumed["resume"]
-    # How the final model is evaluated is not part of training, so it may change.
-    flip = resolve_config({}, ["--out-dir", str(tmp_path), "--resume", "--tta", "flip"], "t", "")
-    assert flip["tta"] == "flip" and flip["epochs"] == 7
-    # Repeating the original command is fine: nothing changes.
-    again = ["--epochs", "7", "--image-size", "32", "--out-dir", str(tmp_path), "--resume"]
-    assert resolve_config({"model": "mlp"}, again, "t", "")["epochs"] == 7
-
-    with pytest.raises(ValueError, match=r"differ: epochs \(saved 7, given 9\)") as error:
-        resolve_config({}, ["--out-dir", str(tmp_path), "--resume", "--epochs", "9"], "t", "")
-    assert "another --out-dir" in str(error.value)
-    with pytest.raises(ValueError, match="optimizer_options"):
-        resolve_config({}, ["--out-dir", str(tmp_path), "--resume", "--opt", "beta=1"], "t", "")
-
-
-def test_config_rejects_unknown_keys(tmp_path):
-    config_file = tmp_path / "c.json"
-    config_file.write_text(json.dumps({"learning_rate": 0.1}))
-    with pytest.raises(ValueError, match="unknown option 'learning_rate'"):
-        resolve_config({}, ["--config", str(config_file)], "test", "")
-    with pytest.raises(SystemExit):
-        resolve_config({}, ["--no-such-flag"], "test", "")
-    with pytest.raises(SystemExit):
-        resolve_config({}, ["--opt", "momentum"], "test", "")
 
 
 def test_run_checkpoint_writes_resumable_state(tmp_path):

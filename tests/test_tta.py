@@ -94,7 +94,7 @@ def finished_run(tmp_path_factory):
 def test_runner_records_single_view_and_averaged_accuracy(finished_run):
     run_dir, metrics = finished_run
     saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["tta"] == "flip" == saved["config"]["tta"]
+    assert saved["tta"] == "flip" == saved["config"]["run"]["tta"]
     assert saved["test_accuracy_tta"] == metrics["test_accuracy_tta"]
     assert 0.3 < saved["test_accuracy_tta"] <= 1 and saved["test_accuracy"] > 0.3
     assert saved["test_accuracy_tta"] != saved["test_accuracy"] or (

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from layers.preprocessing import image_statistics
 from recipes.data.augment import Augmentation, build_augmentation
 from recipes.data.balance import balanced_resample
 from recipes.data.idx import load_idx_split
@@ -368,31 +369,18 @@ def _load_raw(
     return raw
 
 
-def _training_statistics(train: tf.data.Dataset, image_shape: tuple[int, ...]) -> dict:
-    """Mean image and per-channel mean/std of the training split, in [0, 1] units, in one pass."""
+def _training_statistics(train: tf.data.Dataset) -> dict:
+    """Mean image and per-channel mean/std of the training split, in [0, 1] units, in one pass.
 
-    def accumulate(state, batch):
-        count, total, total_sq = state
-        x = tf.cast(batch, tf.float64) / 255.0
-        return (
-            count + tf.cast(tf.shape(x)[0], tf.float64),
-            total + tf.reduce_sum(x, axis=0),
-            total_sq + tf.reduce_sum(tf.square(x), axis=0),
-        )
-
-    zeros = tf.zeros(image_shape, tf.float64)
-    count, total, total_sq = (
-        train.map(lambda image, label: image)
-        .batch(4096)
-        .reduce((tf.constant(0.0, tf.float64), zeros, zeros), accumulate)
-    )
-    pixels_per_channel = count * image_shape[0] * image_shape[1]
-    channel_mean = tf.reduce_sum(total, axis=(0, 1)) / pixels_per_channel
-    channel_var = tf.reduce_sum(total_sq, axis=(0, 1)) / pixels_per_channel - channel_mean**2
+    Computed on the uint8 images, whose float64 sums are exact, then divided by 255.
+    """
+    statistics = image_statistics(train.batch(4096))
+    # A constant channel gets a tiny std instead of 0, so that standardizing never divides by 0.
+    channel_std = np.maximum(statistics["channel_std"] / 255.0, 1e-6)
     return {
-        "mean_image": (total / count).numpy().astype(np.float32),
-        "channel_mean": channel_mean.numpy().astype(np.float32),
-        "channel_std": np.sqrt(np.maximum(channel_var.numpy(), 1e-12)).astype(np.float32),
+        "mean_image": (statistics["mean_image"] / 255.0).astype(np.float32),
+        "channel_mean": (statistics["channel_mean"] / 255.0).astype(np.float32),
+        "channel_std": channel_std.astype(np.float32),
     }
 
 
@@ -475,7 +463,7 @@ def load_dataset(
         for split, ds in raw.splits.items()
     }
     statistics = (
-        _training_statistics(cached["train"], raw.image_shape)
+        _training_statistics(cached["train"])
         if preprocessing in ("mean_image", "per_channel")
         else {}
     )

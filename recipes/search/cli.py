@@ -22,7 +22,7 @@ from recipes.search.coarse_to_fine import SearchSettings, run_search
 from recipes.search.report import BEST_CONFIG, SCATTER_PNG, TRIALS_CSV, TrialRecord
 from recipes.search.space import RESERVED_KEYS, parse_params
 from recipes.search.tuner import STRATEGIES
-from recipes.train.config import resolve_config
+from recipes.train.config import option_key, resolve_config
 
 
 def recipe_defaults(recipe: str) -> dict[str, Any]:
@@ -96,13 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _option_key_or_none(name: str) -> str | None:
+    """The dotted key a recipe flag sets, or None for flags that are not config options."""
+    try:
+        return option_key(name)
+    except ValueError:
+        return None
+
+
 def parse_settings(argv: list[str] | None = None) -> SearchSettings:
     """Reads the search flags and resolves the recipe's configuration from the remaining flags."""
     parser = build_parser()
     args, recipe_flags = parser.parse_known_args(argv)
     for flag in recipe_flags:
         option = flag.partition("=")[0]
-        if option.startswith("--") and option[2:].replace("-", "_") in RESERVED_KEYS:
+        if option.startswith("--") and _option_key_or_none(option[2:]) in RESERVED_KEYS:
             parser.error(f"{option} is set by the search for each trial; leave it out")
     try:
         defaults = recipe_defaults(args.recipe)
@@ -111,11 +119,11 @@ def parse_settings(argv: list[str] | None = None) -> SearchSettings:
         parser.error(str(error))
     # Trials train quietly unless the recipe flags ask for progress bars.
     base_config = resolve_config(
-        {**defaults, "verbose": 0},
+        {**defaults, "run.verbose": 0},
         recipe_flags,
         prog=f"python -m recipes.{args.recipe}",
         description=f"recipe flags of the {args.recipe} search",
-    )
+    ).to_dict()
     search_dir = args.search_dir or Path("runs", "search") / (
         f"{args.recipe}-{datetime.now():%Y%m%d-%H%M%S}"
     )

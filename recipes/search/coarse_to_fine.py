@@ -84,7 +84,7 @@ class SearchSettings:
     @property
     def epochs(self) -> dict[int, int]:
         """The training epochs of each stage's trials."""
-        final = self.stage2_epochs or int(self.base_config["epochs"])
+        final = self.stage2_epochs or int(self.base_config["run"]["epochs"])
         return {1: self.stage1_epochs or max(1, final // 4), 2: final}
 
     def stage_trials(self, stage: int, plan: StagePlan) -> int:
@@ -105,7 +105,7 @@ class SearchSettings:
             max_trials=1,
             grid_points=self.grid_points,
             # KerasTuner takes a seed of 0 for "random"; these are never 0.
-            seed=int(self.base_config["seed"]) * 10 + stage,
+            seed=int(self.base_config["run"]["seed"]) * 10 + stage,
             # The JSON form, as every process reads it back from the plan file.
             base_config=json.loads(json.dumps(self.base_config)),
         )

@@ -37,7 +37,7 @@ TRIALS_CSV = "trials.csv"
 SCATTER_PNG = "scatter.png"
 BEST_CONFIG = "best_config.yaml"
 # Keys that describe one run rather than the configuration, left out of the best config.
-RUN_KEYS = (*RESERVED_KEYS, "verbose")
+RUN_KEYS = (*RESERVED_KEYS, "run.verbose")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +258,10 @@ def _save_figure(figure, destination: Path) -> Path:
 def best_config(record: TrialRecord, plan: StagePlan) -> dict[str, Any]:
     """The full configuration of a trial, without the keys that belong to a single run."""
     config = apply_values(plan.trial_config, record.values)
-    return {key: value for key, value in config.items() if key not in RUN_KEYS}
+    for key in RUN_KEYS:
+        section, _, field = key.partition(".")
+        del config[section][field]
+    return config
 
 
 def write_best_config(record: TrialRecord, plan: StagePlan, path: str | Path) -> Path:

@@ -21,9 +21,7 @@ the best trials used.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import difflib
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -31,42 +29,32 @@ from typing import Any
 import keras_tuner
 import yaml
 
-from recipes.train.config import BASE_DEFAULTS
+from recipes.train.config import RunConfig, option_key
 
 NUMERIC_KINDS = ("float", "log", "int", "logint")
 KINDS = (*NUMERIC_KINDS, "choice")
 # Options that belong to each trial's run (set by the search), not to the space searched.
-RESERVED_KEYS = ("out_dir", "resume", "dry_run")
-DICT_OPTIONS = tuple(key for key, value in BASE_DEFAULTS.items() if isinstance(value, dict))
+RESERVED_KEYS = ("run.out_dir", "run.resume", "run.dry_run")
 
 
 def check_name(name: str) -> str:
-    """Validates a searched option's name; returns it with dashes as underscores.
+    """Validates a searched option's name; returns it as given, stripped.
 
     Args:
-        name: a config key (`lr`, `batch-size`) or `DICT_OPTION.KEY` for an entry of a dict-valued
-            option (`model_options.width`).
+        name: any name `recipes.train.config.option_key` accepts: a flat option name (`lr`,
+            `batch-size`, `l2`), a dotted key (`optim.lr`, `model.knobs.l2`), or one entry of a
+            dict-valued option (`model_options.width`, `optim.options.momentum`).
 
     Raises:
-        ValueError: the name is not a config key, names a dict option without an entry, or is one
+        ValueError: the name is not an option, names a dict option without an entry, or is one
             the search sets itself.
     """
-    name = name.strip().replace("-", "_")
-    option, dot, entry = name.partition(".")
-    if option in RESERVED_KEYS:
-        raise ValueError(f"{option!r} is set by the search for each trial and cannot be searched")
-    if option not in BASE_DEFAULTS:
-        close = difflib.get_close_matches(option, list(BASE_DEFAULTS), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown option {option!r} in --param{hint}")
-    if option in DICT_OPTIONS and not (dot and entry):
-        raise ValueError(
-            f"{option!r} is a dict of options; search one entry of it, e.g. {option}.NAME"
-        )
-    if dot and option not in DICT_OPTIONS:
-        raise ValueError(
-            f"{name!r}: only the dict-valued options {', '.join(DICT_OPTIONS)} take a .KEY entry"
-        )
+    name = name.strip()
+    key = option_key(name, "--param")
+    if key in RESERVED_KEYS:
+        raise ValueError(f"{name!r} is set by the search for each trial and cannot be searched")
+    if isinstance(RunConfig().get(key), dict):
+        raise ValueError(f"{name!r} is a dict of options; search one entry of it, e.g. {name}.NAME")
     return name
 
 
@@ -316,12 +304,8 @@ def build_hyperparameters(
 
 
 def apply_values(config: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `config` with searched values set (`a.b` names set entry b of dict option a)."""
-    config = copy.deepcopy(config)
-    for name, value in values.items():
-        option, dot, entry = name.partition(".")
-        if dot:
-            config[option] = {**config[option], entry: value}
-        else:
-            config[option] = value
-    return config
+    """`config` (sectioned, as `RunConfig.to_dict` gives it) with searched values set, checked.
+
+    Names are any `check_name` accepts; `a.b` names set entry b of dict option a.
+    """
+    return RunConfig.from_dict(config).updated(values, "the searched values").to_dict()

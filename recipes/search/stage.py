@@ -75,7 +75,7 @@ class StagePlan:
     @property
     def trial_config(self) -> dict[str, Any]:
         """The base configuration with this stage's epochs."""
-        return {**self.base_config, "epochs": self.epochs}
+        return {**self.base_config, "run": {**self.base_config["run"], "epochs": self.epochs}}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"

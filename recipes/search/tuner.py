@@ -23,7 +23,8 @@ from keras_tuner.engine.base_tuner import BaseTuner
 
 from recipes.callbacks.divergence import TrainingDiverged
 from recipes.search.space import apply_values
-from recipes.train.runner import CONFIG_FILE, run
+from recipes.train.config import CONFIG_FILE, RunConfig
+from recipes.train.runner import run
 
 OBJECTIVE = "val_accuracy"
 STRATEGIES = ("random", "grid")
@@ -118,12 +119,14 @@ class RecipeTuner(BaseTuner):
                 again when the search is resumed).
         """
         run_dir = self.run_dir(trial.trial_id)
-        config = apply_values(self.base_config, trial.hyperparameters.values)
-        config.update(
-            out_dir=str(run_dir),
-            # A trial interrupted before is handed out again: continue its run.
-            resume=(run_dir / CONFIG_FILE).is_file(),
-            dry_run=False,
+        values = apply_values(self.base_config, trial.hyperparameters.values)
+        config = RunConfig.from_dict(values).updated(
+            {
+                "run.out_dir": str(run_dir),
+                # A trial interrupted before is handed out again: continue its run.
+                "run.resume": (run_dir / CONFIG_FILE).is_file(),
+                "run.dry_run": False,
+            }
         )
         # Each trial builds its model in a fresh Keras session so memory does not grow.
         keras.backend.clear_session()

@@ -1,76 +1,550 @@
-"""The shared command line of every recipe, and how a run's effective configuration is assembled.
+"""The run configuration: typed sections, built in layers, validated once.
 
-A run's configuration is a flat dict, built in layers where each one overrides the one before:
+A run is described by a `RunConfig` of five sections:
 
-1. `BASE_DEFAULTS` (this module), the same for every recipe;
-2. the recipe's own defaults (its model, dataset, optimizer, ...);
-3. a config file given with `--config file.yaml|json` (e.g. the best trial of a search);
+    data        DataConfig        what to train on and how it is prepared
+    model       ModelConfig       the zoo model, its knobs and options, weights, fine-tuning
+    optim       OptimConfig       optimizer, learning rate and schedule, loss
+    run         RunOptions        epochs, batch size, seed, outputs, babysitting, evaluation
+    distribute  DistributeConfig  the tf.distribute strategy
+
+It is assembled in layers, each overriding the one before:
+
+1. the sections' own defaults (this module), the same for every recipe;
+2. the recipe's `DEFAULTS`, a dict with the same sections;
+3. a file given with `--config file.yaml|json` (e.g. the best trial of a search);
 4. the flags given on the command line.
 
-Every flag means the same in every recipe because all recipes share `build_parser`.
+Every section checks its values when built, with messages that name the key (`optim.lr`), the bad
+value and what is accepted, so a bad setting fails before any data is loaded. `config.json` in a
+run directory holds `RunConfig.to_dict()`; files written before the sections existed (one flat dict
+of option names) still load through `convert_flat_config`.
+
+Each field has one flag, shared by every recipe, whose `--help` line says what it is and its
+default for that recipe.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import difflib
 import json
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from zoo.knobs import KNOB_DEFAULTS
+import zoo
+from layers.validation import check_bool, check_choice, check_integer, check_number, check_shape
+from recipes.data.datasets import PREPROCESSING_MODES
+from recipes.data.tta import TTA_MODES
+from zoo.knobs import KNOB_DEFAULTS, Knobs
 
-BASE_DEFAULTS: dict[str, Any] = {
-    "model": "lenet5",
-    "model_options": {},
-    "dataset": "sample",
-    "data_dir": None,
-    "manual_dir": None,
-    "image_size": None,
-    "validation_fraction": 0.1,
-    "preprocessing": "scale",
-    "balance_classes": False,
-    "optimizer": "momentum",
-    "lr": 0.01,
-    "optimizer_options": {},
-    "lr_schedule": "constant",
-    "schedule_options": {},
-    "warmup_epochs": 0,
-    "loss": "softmax_cross_entropy",
-    "augment": "none",
-    "fine_tune": None,
-    "weights": None,
-    "head_epochs": 1,
-    "unfreeze_blocks": None,
-    "full_lr_factor": 0.1,
-    "class_index": None,
-    "top_k": 5,
-    "tta": "none",
-    "batch_size": 128,
-    "epochs": 10,
-    "seed": 0,
-    "out_dir": None,
-    "resume": False,
-    "dry_run": False,
-    "verbose": 1,
-    "sanity": False,
-    "monitors": False,
-    "monitor_every": None,
-    "strategy": "default",
-    "sync_bn": False,
-    "cpu_replicas": None,
-    # Model knobs: None leaves the model's own default (see `zoo.knobs.KNOB_DEFAULTS`).
-    **dict.fromkeys(KNOB_DEFAULTS),
+# A run directory's effective configuration, written by the runner and read back by --resume.
+CONFIG_FILE = "config.json"
+
+
+def _meta(help: str, *, flag: str | None = None, **metadata: Any) -> dict[str, Any]:
+    """A field's command-line metadata; `flag` overrides the `--field-name` spelling.
+
+    Other metadata: `flat` (the name in the flat format before sections), `aliases` (other flags),
+    `key_value` (a dict filled by repeated KEY=VALUE flags), `choices`, `parse` (argparse type).
+    """
+    return {"help": help, "flag": flag, **metadata}
+
+
+def _option(default: Any, help: str, **metadata: Any) -> Any:
+    """A field with a scalar default and its command-line metadata (see `_meta`)."""
+    return dataclasses.field(default=default, metadata=_meta(help, **metadata))
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(
+            f"image size must be N or HxW with positive N, got {text!r}"
+        )
+    return size
+
+
+def _float(key: str, value: Any, **bounds: Any) -> float:
+    # YAML reads "1e-3" as a string (it wants "1.0e-3"); a number written either way is a number.
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    return check_number(key, value, **bounds)
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"`{key}` must be None or a string. Received: {key}={value!r}")
+    return value
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"`{key}` must be a non-empty string. Received: {key}={value!r}")
+    return value
+
+
+def _mapping(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"`{key}` must be a mapping of names to values. Received: {key}={value!r}")
+    return dict(value)
+
+
+def _set(section: Any, name: str, value: Any) -> None:
+    object.__setattr__(section, name, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What a run trains and evaluates on, and how the images are prepared."""
+
+    dataset: str = _option("sample", "sample | TFDS name | folder of class sub-folders")
+    data_dir: str | None = _option(None, "TFDS data directory")
+    manual_dir: str | None = _option(None, "folder of MNIST-family IDX files (offline mirror)")
+    image_size: tuple[int, int] | None = _option(
+        None, "resize images to N or HxW (default: the dataset's size)", parse=_image_size
+    )
+    validation_fraction: float = _option(
+        0.1, "share of the training split carved out for validation when the dataset has none"
+    )
+    preprocessing: str = _option(
+        "scale", "input normalization of the images", choices=PREPROCESSING_MODES
+    )
+    balance_classes: bool = _option(False, '"label shuffle" class-balanced sampling')
+    augment: str = _option("none", "augmentation preset or op list, e.g. flip_h,crop:4")
+
+    def __post_init__(self) -> None:
+        _set(self, "dataset", _str("data.dataset", self.dataset))
+        _optional_str("data.data_dir", self.data_dir)
+        _optional_str("data.manual_dir", self.manual_dir)
+        if self.image_size is not None:
+            _set(self, "image_size", check_shape("data.image_size", self.image_size, rank=2))
+        _set(
+            self,
+            "validation_fraction",
+            _float(
+                "data.validation_fraction", self.validation_fraction, low=0, high=1, high_open=True
+            ),
+        )
+        check_choice("data.preprocessing", self.preprocessing, PREPROCESSING_MODES)
+        check_bool("data.balance_classes", self.balance_classes)
+        _str("data.augment", self.augment)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The zoo model: name, the course's knobs, model options, weights and fine-tuning."""
+
+    name: str = _option(
+        "lenet5",
+        "zoo model or ImageNet backbone (see `python -m zoo list`)",
+        flag="model",
+        aliases=("--backbone",),
+        flat="model",
+    )
+    knobs: dict[str, Any] = dataclasses.field(
+        default_factory=dict,
+        metadata=_meta("the course's knobs (activation, norm, ...); unset ones keep the model's"),
+    )
+    options: dict[str, Any] = dataclasses.field(
+        default_factory=dict,
+        metadata=_meta(
+            "model-specific option, e.g. alpha=0.25 (MobileNet width), depth=3",
+            flag="model-option",
+            key_value=True,
+            flat="model_options",
+        ),
+    )
+    weights: str | None = _option(
+        None, 'initial weights: "imagenet", a file path, or "none" (default: the model\'s)'
+    )
+    fine_tune: str | None = _option(
+        None, "backbone mode: predict | head | full", choices=zoo.FINE_TUNE_MODES
+    )
+    head_epochs: int = _option(1, "full fine-tuning: epochs that train the head only")
+    unfreeze_blocks: int | None = _option(
+        None, "full fine-tuning: unfreeze only the top N blocks (default: all)"
+    )
+    full_lr_factor: float = _option(0.1, "full fine-tuning: learning-rate factor of phase two")
+    class_index: str | None = _option(None, "ImageNet class index JSON (offline predict mode)")
+    top_k: int = _option(5, "predict mode: labels per image")
+
+    def __post_init__(self) -> None:
+        _str("model.name", self.name)
+        knobs = _mapping("model.knobs", self.knobs)
+        for knob in knobs:
+            if knob not in KNOB_DEFAULTS:
+                raise _unknown_key("model.knobs", knob, KNOB_DEFAULTS)
+        _set(self, "knobs", {key: value for key, value in knobs.items() if value is not None})
+        # The knobs check their own values, once, here rather than when the model is built.
+        try:
+            Knobs(**self.knobs)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"model.knobs: {error}") from None
+        _set(self, "options", _mapping("model.options", self.options))
+        _optional_str("model.weights", self.weights)
+        check_choice("model.fine_tune", self.fine_tune, zoo.FINE_TUNE_MODES, optional=True)
+        check_integer("model.head_epochs", self.head_epochs, low=1)
+        check_integer("model.unfreeze_blocks", self.unfreeze_blocks, low=1, optional=True)
+        _set(
+            self,
+            "full_lr_factor",
+            _float("model.full_lr_factor", self.full_lr_factor, low=0, high=1, low_open=True),
+        )
+        _optional_str("model.class_index", self.class_index)
+        check_integer("model.top_k", self.top_k, low=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """How the model is optimized: optimizer, learning rate and its schedule, loss."""
+
+    optimizer: str = _option(
+        "momentum", "tf.train name (Momentum, Adam, ProximalAdagrad, ...) or Keras optimizer"
+    )
+    lr: float = _option(0.01, "base learning rate")
+    options: dict[str, Any] = dataclasses.field(
+        default_factory=dict,
+        metadata=_meta(
+            "optimizer hyperparameter, e.g. momentum=0.9 use_nesterov=true clipnorm=1",
+            flag="opt",
+            key_value=True,
+            flat="optimizer_options",
+        ),
+    )
+    schedule: str = _option(
+        "constant",
+        "learning-rate schedule: constant | step | exponential | cosine | ...",
+        flag="lr-schedule",
+        flat="lr_schedule",
+    )
+    schedule_options: dict[str, Any] = dataclasses.field(
+        default_factory=dict,
+        metadata=_meta(
+            "schedule option, e.g. drop_every=10", flag="schedule-option", key_value=True
+        ),
+    )
+    warmup_epochs: float = _option(0, "epochs of linear learning-rate warmup")
+    loss: str = _option("softmax_cross_entropy", "softmax_cross_entropy | svm_hinge | ...")
+
+    def __post_init__(self) -> None:
+        _str("optim.optimizer", self.optimizer)
+        _set(self, "lr", _float("optim.lr", self.lr, low=0, low_open=True))
+        _set(self, "options", _mapping("optim.options", self.options))
+        _str("optim.schedule", self.schedule)
+        _set(self, "schedule_options", _mapping("optim.schedule_options", self.schedule_options))
+        _set(self, "warmup_epochs", _float("optim.warmup_epochs", self.warmup_epochs, low=0))
+        _str("optim.loss", self.loss)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How long and where a run trains, what it watches, how it is evaluated."""
+
+    epochs: int = _option(10, "training epochs")
+    batch_size: int = _option(128, "global batch size")
+    seed: int = _option(0, "seed of weights, data order, splits and augmentation")
+    out_dir: str | None = _option(None, "run directory (default: runs/<recipe>/<timestamp>)")
+    resume: bool = _option(False, "continue the run in --out-dir from its last finished epoch")
+    dry_run: bool = _option(False, "print the configuration and model, train nothing")
+    verbose: int = _option(1, "Keras progress output: 0 silent, 1 progress bar, 2 one line/epoch")
+    sanity: bool = _option(False, "sanity checks before training (see docs/babysitting.md)")
+    monitors: bool = _option(False, "dead ReLU / update ratio / activation monitors")
+    monitor_every: int | None = _option(None, "monitor every N batches (default: every epoch)")
+    tta: str = _option(
+        "none", "test-time augmentation: also report the flip-averaged accuracy", choices=TTA_MODES
+    )
+
+    def __post_init__(self) -> None:
+        check_integer("run.epochs", self.epochs, low=1)
+        check_integer("run.batch_size", self.batch_size, low=1)
+        check_integer("run.seed", self.seed, low=0)
+        _optional_str("run.out_dir", self.out_dir)
+        for flag in ("resume", "dry_run", "sanity", "monitors"):
+            check_bool(f"run.{flag}", getattr(self, flag))
+        check_choice("run.verbose", self.verbose, (0, 1, 2))
+        check_integer("run.monitor_every", self.monitor_every, low=1, optional=True)
+        check_choice("run.tta", self.tta, tuple(TTA_MODES))
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributeConfig:
+    """The tf.distribute strategy (see docs/distributed.md); `run.batch_size` is global."""
+
+    strategy: str = _option("default", "default | mirrored | multi_worker | tpu")
+    sync_bn: bool = _option(False, "synchronize BatchNorm statistics across replicas")
+    cpu_replicas: int | None = _option(
+        None, "mirrored strategy on a CPU: split it into N logical devices"
+    )
+
+    def __post_init__(self) -> None:
+        _str("distribute.strategy", self.strategy)
+        check_bool("distribute.sync_bn", self.sync_bn)
+        check_integer("distribute.cpu_replicas", self.cpu_replicas, low=1, optional=True)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "run": RunOptions,
+    "distribute": DistributeConfig,
 }
 
-# Flags whose values are parsed as YAML scalars ("0.1" -> 0.1, "true" -> True, "null" -> None).
-_KEY_VALUE_FLAGS = {
-    "--model-option": "model_options",
-    "--opt": "optimizer_options",
-    "--schedule-option": "schedule_options",
-}
+# What a resumed run may change: where and how verbosely it runs, where its data lives, and how
+# its final model is evaluated.
+RESUME_MAY_CHANGE = (
+    "run.resume",
+    "run.out_dir",
+    "run.dry_run",
+    "run.verbose",
+    "data.data_dir",
+    "data.manual_dir",
+    "run.tta",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A run's whole configuration; see the module docstring for the sections."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    run: RunOptions = dataclasses.field(default_factory=RunOptions)
+    distribute: DistributeConfig = dataclasses.field(default_factory=DistributeConfig)
+
+    def __post_init__(self) -> None:
+        model, run = self.model, self.run
+        if model.fine_tune in ("head", "full") and self.data.preprocessing != "none":
+            raise ValueError(
+                "fine-tuned backbones take raw 0..255 images and apply their own "
+                "preprocess_input: data.preprocessing must be 'none' with model.fine_tune="
+                f"{model.fine_tune!r}. Received: data.preprocessing={self.data.preprocessing!r}"
+            )
+        if model.fine_tune == "full" and not model.head_epochs < run.epochs:
+            raise ValueError(
+                "model.fine_tune='full' trains the head for model.head_epochs, then the backbone "
+                "until run.epochs: model.head_epochs must be below run.epochs. Received: "
+                f"model.head_epochs={model.head_epochs}, run.epochs={run.epochs}"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], origin: str = "config") -> RunConfig:
+        """A config from sectioned values (missing keys take defaults); flat ones are converted."""
+        return cls().updated(values, origin)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sectioned values, as config.json holds them (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def updated(self, values: Mapping[str, Any], origin: str = "overrides") -> RunConfig:
+        """A copy with `values` laid over this config, checked as a whole.
+
+        `values` is sectioned (`{"optim": {"lr": 0.1}}`), dotted (`{"optim.lr": 0.1}`) or in the
+        flat format of option names used before the sections (`{"lr": 0.1, "l2": 1e-4}`), which
+        is converted. Dict-valued options (model knobs and options, optimizer and schedule
+        options) are merged key by key; every other value replaces the one before.
+        """
+        sectioned = _sectioned(values, origin)
+        sections = {}
+        for name, section_type in SECTIONS.items():
+            current = dataclasses.asdict(getattr(self, name))
+            for key, value in sectioned.get(name, {}).items():
+                if isinstance(current.get(key), dict) and isinstance(value, Mapping):
+                    current[key] = {**current[key], **value}
+                else:
+                    current[key] = value
+            sections[name] = section_type(**current)
+        return RunConfig(**sections)
+
+    def get(self, dotted: str) -> Any:
+        """The value of a dotted key such as `optim.lr` or `model.knobs.l2` (None if unset)."""
+        section, _, rest = dotted.partition(".")
+        field, _, knob = rest.partition(".")
+        value = getattr(getattr(self, section), field)
+        return value.get(knob) if knob else value
+
+
+# ------------------------------------------------------------------------------------------------
+# The flat format before sections, and dotted keys
+
+
+def _flat_names() -> dict[str, str]:
+    """Flat option name -> dotted key, for every field and knob."""
+    names = {}
+    for section, section_type in SECTIONS.items():
+        for field in dataclasses.fields(section_type):
+            if field.name != "knobs":
+                names[field.metadata.get("flat", field.name)] = f"{section}.{field.name}"
+    for knob in KNOB_DEFAULTS:
+        names[knob] = f"model.knobs.{knob}"
+    # The leaky-ReLU slope was called `alpha` before it got Keras's name.
+    names["alpha"] = "model.knobs.negative_slope"
+    return names
+
+
+FLAT_NAMES: dict[str, str] = _flat_names()
+
+
+def convert_flat_config(flat: Mapping[str, Any], origin: str = "config") -> dict[str, Any]:
+    """Sections from the flat dict of option names that config files held before sections.
+
+    `{"lr": 0.1, "alpha": 0.2, "model_options": {"alpha": 0.25}}` becomes
+    `{"optim": {"lr": 0.1}, "model": {"knobs": {"negative_slope": 0.2}, "options": {"alpha": 0.25}}}`.
+    """
+    sectioned: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        dotted = _dotted_key(key, origin)
+        _put(sectioned, dotted, value)
+    return sectioned
+
+
+def flat_items(config: RunConfig) -> dict[str, Any]:
+    """Every setting under its flat option name (`lr`, `lr_schedule`, `l2`, ...): the inverse of
+    `convert_flat_config`, for tables and messages that name settings the way flags do."""
+    flat = {}
+    for name, dotted in FLAT_NAMES.items():
+        if name != "alpha":  # the old name of negative_slope
+            flat[name] = config.get(dotted)
+    return flat
+
+
+def option_key(name: str, origin: str = "config") -> str:
+    """The dotted key (`optim.lr`, `model.knobs.l2`, `optim.options.momentum`) an option stands for.
+
+    Accepts dotted keys, the flat option names used before sections (`lr`, `l2`, `lr_schedule`),
+    flag spellings (`batch-size`) and entries of dict-valued options in either form
+    (`optimizer_options.momentum`, `optim.options.momentum`).
+
+    Raises:
+        ValueError: no option has that name; the message suggests the closest ones.
+    """
+    return _dotted_key(name.strip(), origin)
+
+
+def _dotted_key(key: str, origin: str) -> str:
+    key = key.replace("-", "_")
+    if key in FLAT_NAMES:
+        return FLAT_NAMES[key]
+    head, dot, entry = key.partition(".")
+    if dot and head not in SECTIONS and FLAT_NAMES.get(head, "").count(".") == 1:
+        key = f"{FLAT_NAMES[head]}.{entry}"
+    section, _, rest = key.partition(".")
+    field, _, knob = rest.partition(".")
+    if section in SECTIONS and field in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+        entry_allowed = (
+            knob in KNOB_DEFAULTS if field == "knobs" else field in _dict_fields(section)
+        )
+        if not knob or entry_allowed:
+            return key
+    close = difflib.get_close_matches(key, [*FLAT_NAMES, *_dotted_names()], n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"Unknown option {key!r} in {origin}.{hint} Accepted: {', '.join(_dotted_names())} "
+        f"(model.knobs.<{'|'.join(KNOB_DEFAULTS)}>), or their flat names ({', '.join(FLAT_NAMES)})."
+    )
+
+
+def _dict_fields(section: str) -> set[str]:
+    return {
+        field.name
+        for field in dataclasses.fields(SECTIONS[section])
+        if field.default_factory is not dataclasses.MISSING
+    }
+
+
+def _dotted_names() -> list[str]:
+    return [
+        f"{section}.{field.name}"
+        for section, section_type in SECTIONS.items()
+        for field in dataclasses.fields(section_type)
+    ]
+
+
+def _put(sectioned: dict[str, dict[str, Any]], dotted: str, value: Any) -> None:
+    section, _, rest = dotted.partition(".")
+    field, _, entry = rest.partition(".")
+    target = sectioned.setdefault(section, {})
+    if entry:
+        target.setdefault(field, {})[entry] = value
+    else:
+        target[field] = value
+
+
+def _sectioned(values: Mapping[str, Any], origin: str) -> dict[str, dict[str, Any]]:
+    """Sectioned values from sectioned, dotted or flat ones (mixed keys are fine)."""
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{origin} must be a mapping of sections or option names to values")
+    sectioned: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        # The flat format's "model" is the model's name, the sectioned one's is its section.
+        if key in SECTIONS and not (key == "model" and isinstance(value, str)):
+            if not isinstance(value, Mapping):
+                raise ValueError(
+                    f"section `{key}` in {origin} must be a mapping. Received: {key}={value!r}"
+                )
+            fields = {field.name for field in dataclasses.fields(SECTIONS[key])}
+            for field, field_value in value.items():
+                field = field.replace("-", "_")
+                if field not in fields:
+                    raise _unknown_key(f"section `{key}` of {origin}", field, sorted(fields))
+                if isinstance(field_value, Mapping) and field in _dict_fields(key):
+                    for entry, entry_value in field_value.items():
+                        _put(sectioned, f"{key}.{field}.{entry}", entry_value)
+                else:
+                    _put(sectioned, f"{key}.{field}", field_value)
+        else:
+            _put(sectioned, _dotted_key(key, origin), value)
+    return sectioned
+
+
+def _unknown_key(origin: str, key: str, accepted: Any) -> ValueError:
+    accepted = list(accepted)
+    close = difflib.get_close_matches(key, accepted, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ValueError(f"Unknown option {key!r} in {origin}.{hint} Accepted: {', '.join(accepted)}.")
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON config file's values (sectioned, dotted or the flat format before sections)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    text = path.read_text()
+    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path} must hold a mapping of sections to options")
+    return values
+
+
+def saved_run_config(run_dir: str | Path) -> RunConfig | None:
+    """The configuration a run directory was started with, or None if it holds no run."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    return RunConfig.from_dict(json.loads(path.read_text()), str(path))
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line
 
 
 def _yaml_value(text: str) -> Any:
@@ -84,187 +558,164 @@ def _key_value(text: str) -> tuple[str, Any]:
     return key.strip().replace("-", "_"), _yaml_value(value.strip())
 
 
-def _image_size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("x", ",").split(",")
-    try:
-        size = tuple(int(p) for p in parts)
-    except ValueError:
-        size = ()
-    if len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or min(size) < 1:
-        raise argparse.ArgumentTypeError(
-            f"image size must be N or HxW with positive N, got {text!r}"
-        )
-    return size
+def _field_type(field: dataclasses.Field) -> Callable[[str], Any] | None:
+    """The argparse type of a field's flag, read from its annotation (`int | None` -> int)."""
+    if "parse" in field.metadata:
+        return field.metadata["parse"]
+    for name, parse in (("int", int), ("float", float)):
+        if re.match(rf"^{name}\b", str(field.type)):
+            return parse
+    return None
 
 
-def _knob_type(default: Any):
-    if isinstance(default, bool):
+def _knob_type(library_default: Any) -> Callable[[str], Any]:
+    if isinstance(library_default, bool):
         return _yaml_value
-    if isinstance(default, int):
+    if isinstance(library_default, int):
         return int
-    if isinstance(default, float) or default is None:
+    if isinstance(library_default, float) or library_default is None:
         return float
     return str
 
 
-def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The command line shared by every recipe; unset flags stay out of the parsed namespace."""
-    parser = argparse.ArgumentParser(
+def _knob_help() -> dict[str, str]:
+    """Each knob's help line: the first sentence of its entry in `Knobs`'s docstring."""
+    entries = re.findall(r"^ {8}(\w+): (.+?)(?=^ {8}\w+:|\Z)", Knobs.__doc__ or "", re.M | re.S)
+    return {name: " ".join(text.split()).split(". ")[0].rstrip(".") for name, text in entries}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Suggests the closest flags for an unknown one, instead of argparse's bare refusal."""
+
+    def error(self, message: str) -> None:
+        match = re.match(r"unrecognized arguments: (.*)", message)
+        if match:
+            known = [flag for action in self._actions for flag in action.option_strings]
+            for given in match.group(1).split():
+                close = difflib.get_close_matches(given.split("=")[0], known, n=3)
+                if given.startswith("--") and close:
+                    message += f" (did you mean {', '.join(close)}?)"
+                    break
+        super().error(message)
+
+
+def build_parser(
+    prog: str, description: str, defaults: RunConfig | None = None
+) -> argparse.ArgumentParser:
+    """The command line shared by every recipe; unset flags stay out of the parsed namespace.
+
+    Args:
+        prog, description: the program's name and description for `--help`.
+        defaults: the configuration the flags override, whose values `--help` shows.
+    """
+    defaults = defaults or RunConfig()
+    parser = _Parser(
         prog=prog,
         description=description,
         argument_default=argparse.SUPPRESS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run = parser.add_argument_group("run")
-    run.add_argument("--config", help="YAML or JSON file of defaults (flags win over it)")
-    run.add_argument("--out-dir", help="run directory (default: runs/<recipe>/<timestamp>)")
-    run.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
-    run.add_argument("--dry-run", action="store_true", help="print config and model, train nothing")
-    run.add_argument("--seed", type=int)
-    run.add_argument("--epochs", type=int)
-    run.add_argument("--batch-size", type=int)
-    run.add_argument("--verbose", type=int, choices=(0, 1, 2), help="Keras progress output")
-    run.add_argument("--sanity", action="store_true", help="sanity checks before training")
-    run.add_argument("--monitors", action="store_true", help="dead ReLU/update ratio/... monitors")
-    run.add_argument("--monitor-every", type=int, help="monitor every N batches (default: epoch)")
-    run.add_argument(
-        "--tta", help="test-time augmentation: none | flip (also report flip-averaged accuracy)"
+    parser.add_argument(
+        "--config", help="YAML or JSON file of settings, by section (flags win over it)"
     )
-
-    distribute = parser.add_argument_group("distribution (see docs/distributed.md)")
-    distribute.add_argument(
-        "--strategy", help="default | mirrored | multi_worker | tpu (--batch-size is global)"
-    )
-    distribute.add_argument(
-        "--sync-bn", action="store_true", help="synchronize BatchNorm statistics across replicas"
-    )
-    distribute.add_argument(
-        "--cpu-replicas", type=int, help="mirrored on a CPU: split it into N logical devices"
-    )
-
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", help="sample | TFDS name | folder of class sub-folders")
-    data.add_argument("--data-dir", help="TFDS data directory")
-    data.add_argument("--manual-dir", help="folder of MNIST-family IDX files (offline mirror)")
-    data.add_argument("--image-size", type=_image_size, help="resize images to N or HxW")
-    data.add_argument("--validation-fraction", type=float)
-    data.add_argument("--preprocessing", choices=("scale", "mean_image", "per_channel", "none"))
-    data.add_argument("--balance-classes", action="store_true", help='"label shuffle" sampling')
-    data.add_argument("--augment", help="augmentation preset or op list, e.g. flip_h,crop:4")
-
-    model = parser.add_argument_group("model (zoo knobs apply to every small model)")
-    model.add_argument("--model", help="zoo model name (see `zoo.list_models()`)")
-    model.add_argument("--model-option", action="append", type=_key_value, metavar="KEY=VALUE")
-    model.add_argument("--backbone", dest="model", help="ImageNet backbone (same as --model)")
-    model.add_argument("--weights", help='backbone weights: "imagenet", a file path, or "none"')
-    model.add_argument("--fine-tune", choices=("predict", "head", "full"))
-    model.add_argument("--head-epochs", type=int, help="full fine-tuning: epochs of head only")
-    model.add_argument("--unfreeze-blocks", type=int, help="full: unfreeze only the top N blocks")
-    model.add_argument("--full-lr-factor", type=float, help="full: backbone phase lr multiplier")
-    model.add_argument("--class-index", help="ImageNet class index JSON (offline predict)")
-    model.add_argument("--top-k", type=int, help="predict: labels per image")
-    for knob, default in KNOB_DEFAULTS.items():
-        model.add_argument(f"--{knob.replace('_', '-')}", type=_knob_type(default))
-    model.add_argument(
-        "--weight-decay", dest="l2", type=float, help="L2 penalty on kernels (same as --l2)"
-    )
-
-    optim = parser.add_argument_group("optimization")
-    optim.add_argument("--optimizer", help="tf.train name, e.g. Momentum, Adam, ProximalAdagrad")
-    optim.add_argument("--lr", type=float, help="base learning rate")
-    optim.add_argument("--opt", action="append", type=_key_value, metavar="KEY=VALUE")
-    optim.add_argument("--lr-schedule", help="constant | step | exponential | cosine | ...")
-    optim.add_argument("--schedule-option", action="append", type=_key_value, metavar="KEY=VALUE")
-    optim.add_argument("--warmup-epochs", type=float)
-    optim.add_argument("--loss", help="softmax_cross_entropy | svm_hinge | ...")
+    knob_help = _knob_help()
+    for section, section_type in SECTIONS.items():
+        group = parser.add_argument_group(f"{section}: {section_type.__doc__.splitlines()[0]}")
+        for field in dataclasses.fields(section_type):
+            default = getattr(getattr(defaults, section), field.name)
+            dest = f"{section}.{field.name}"
+            if field.name == "knobs":
+                for knob, library_default in KNOB_DEFAULTS.items():
+                    shown = default.get(knob, f"the model's own (library: {library_default})")
+                    group.add_argument(
+                        f"--{knob.replace('_', '-')}",
+                        *(("--weight-decay",) if knob == "l2" else ()),
+                        dest=f"{dest}.{knob}",
+                        type=_knob_type(library_default),
+                        help=f"knob: {knob_help.get(knob, knob)} (default: {shown})",
+                    )
+                continue
+            flags = [f"--{(field.metadata['flag'] or field.name).replace('_', '-')}"]
+            flags += list(field.metadata.get("aliases", ()))
+            help_text = f"{field.metadata['help']} (default: {default})"
+            if field.metadata.get("key_value"):
+                group.add_argument(
+                    *flags,
+                    dest=dest,
+                    action="append",
+                    type=_key_value,
+                    metavar="KEY=VALUE",
+                    help=f"{help_text}; repeatable",
+                )
+            elif isinstance(default, bool):
+                group.add_argument(
+                    *flags, dest=dest, action=argparse.BooleanOptionalAction, help=help_text
+                )
+            else:
+                group.add_argument(
+                    *flags,
+                    dest=dest,
+                    type=_field_type(field),
+                    choices=field.metadata.get("choices"),
+                    help=help_text,
+                )
     return parser
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Reads a YAML or JSON config file into a dict of config keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found")
-    text = path.read_text()
-    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    if not isinstance(values, dict):
-        raise ValueError(f"config file {path} must hold a mapping of option names to values")
-    return {key.replace("-", "_"): value for key, value in values.items()}
-
-
-def check_keys(values: dict[str, Any], origin: str) -> None:
-    """Rejects keys that are not config options, suggesting the closest ones."""
-    for key in values:
-        if key not in BASE_DEFAULTS:
-            close = difflib.get_close_matches(key, list(BASE_DEFAULTS), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"unknown option {key!r} in {origin}{hint}")
-
-
-# A run directory's effective configuration, written by the runner and read back by --resume.
-CONFIG_FILE = "config.json"
-
-# What a resumed run may change: where and how verbosely it runs, where its data lives, and how
-# its final model is evaluated.
-RESUME_MAY_CHANGE = ("resume", "out_dir", "dry_run", "verbose", "data_dir", "manual_dir", "tta")
-
-
-def _as_saved(value: Any) -> Any:
-    """A value as a run's config.json holds it (tuples become lists), for comparison."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def saved_run_config(run_dir: str | Path) -> dict[str, Any] | None:
-    """The configuration a run directory was started with, or None if it holds no run."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        return None
-    saved = json.loads(path.read_text())
-    check_keys(saved, str(path))
-    return saved
+def _flag_values(flags: dict[str, Any]) -> dict[str, Any]:
+    """Parsed flags as dotted keys, KEY=VALUE lists turned into dicts."""
+    return {
+        dest: dict(value) if isinstance(value, list) else value for dest, value in flags.items()
+    }
 
 
 def resolve_config(
-    recipe_defaults: dict[str, Any], argv: list[str] | None, prog: str, description: str
-) -> dict[str, Any]:
-    """The effective configuration: base defaults < recipe defaults < --config file < flags.
+    recipe_defaults: Mapping[str, Any], argv: list[str] | None, prog: str, description: str
+) -> RunConfig:
+    """The effective configuration: defaults < recipe defaults < --config file < flags.
 
     With --resume, the run directory's saved config.json replaces both defaults layers, so
     `--out-dir DIR --resume` alone continues a run as it was started; a file or flag that would
     change how the run trains (anything but `RESUME_MAY_CHANGE`) is refused.
     """
-    check_keys(recipe_defaults, "recipe defaults")
-    flags = vars(build_parser(prog, description).parse_args(argv))
-    config = {**BASE_DEFAULTS, **recipe_defaults}
-    saved = None
-    if flags.get("resume") and flags.get("out_dir") is not None:
-        saved = saved_run_config(flags["out_dir"])
-        if saved is not None:
-            config.update(saved)
+    config = RunConfig.from_dict(recipe_defaults, "recipe defaults")
+    flags = vars(build_parser(prog, description, config).parse_args(argv))
     config_file = flags.pop("config", None)
+    flags = _flag_values(flags)
+    saved = None
+    if flags.get("run.resume") and flags.get("run.out_dir") is not None:
+        saved = saved_run_config(flags["run.out_dir"])
+        if saved is not None:
+            config = saved
     if config_file is not None:
-        from_file = load_config_file(config_file)
-        check_keys(from_file, str(config_file))
-        config.update(from_file)
-    for flag, key in _KEY_VALUE_FLAGS.items():
-        dest = flag.lstrip("-").replace("-", "_")
-        if dest in flags:
-            config[key] = {**config[key], **dict(flags.pop(dest))}
-    config.update(flags)
+        config = config.updated(load_config_file(config_file), str(config_file))
+    config = config.updated(flags, "the command line")
     if saved is not None:
-        _refuse_changes_on_resume(saved, config, flags["out_dir"])
+        _refuse_changes_on_resume(saved, config, flags["run.out_dir"])
     return config
 
 
-def _refuse_changes_on_resume(
-    saved: dict[str, Any], config: dict[str, Any], run_dir: str | Path
-) -> None:
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value and not prefix.count("."):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def dotted_items(config: RunConfig) -> dict[str, Any]:
+    """Every setting by dotted key (`optim.lr`, `model.knobs`, ...), as config.json holds it."""
+    return _flatten(config.to_dict())
+
+
+def _refuse_changes_on_resume(saved: RunConfig, config: RunConfig, run_dir: str | Path) -> None:
+    before, after = dotted_items(saved), dotted_items(config)
     changed = [
-        f"{key} (saved {saved[key]!r}, given {config[key]!r})"
-        for key in saved
-        if key not in RESUME_MAY_CHANGE and _as_saved(config[key]) != saved[key]
+        f"{key} (saved {before[key]!r}, given {after[key]!r})"
+        for key in before
+        if key not in RESUME_MAY_CHANGE and after[key] != before[key]
     ]
     if changed:
         raise ValueError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +32,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 from keras import tree
+
+from layers import naming
 
 STRATEGY_NAMES: tuple[str, ...] = ("default", "mirrored", "multi_worker", "tpu")
 # Strategies TensorFlow has but `Model.fit` in Keras 3 cannot drive, with what to use instead.
@@ -48,15 +51,36 @@ WORKER_DIR_PREFIX = "workertemp_"
 DEFAULT_SHARD_POLICY = tf.data.experimental.AutoShardPolicy.DATA
 
 
+def _without_tf_distribute_affixes(name: str) -> str:
+    """Reduces TensorFlow's class name to the strategy's: "tf.distribute.TPUStrategy" -> "TPU"."""
+    name = re.sub(r"^(tf\.)?distribute\.", "", name)
+    return re.sub(r"(?<=.)strategy$", "", name, flags=re.IGNORECASE)
+
+
+_STRATEGY_NAMES = naming.Names(
+    "strategy",
+    (*STRATEGY_NAMES, *UNSUPPORTED_STRATEGIES),
+    aliases={"multi_worker_mirrored": "multi_worker"},
+    spelling=_without_tf_distribute_affixes,
+    valid=f"Accepted: {', '.join(STRATEGY_NAMES)} (case, '-', '_' and spaces ignored).",
+)
+
+
 def canonical_strategy_name(name: str) -> str:
-    """The strategy name in `STRATEGY_NAMES` that `name` spells (case and `-`/`_` insensitive)."""
-    canonical = str(name).strip().lower().replace("-", "_")
+    """The strategy name in `STRATEGY_NAMES` that `name` spells.
+
+    Case, `-`, `_` and spaces are ignored, and TensorFlow's class names are understood too:
+    "Mirrored", "multi-worker", "MultiWorkerMirroredStrategy", "tf.distribute.TPUStrategy".
+
+    Raises:
+        ValueError: for an unknown name (suggesting the closest) or a strategy Keras 3 cannot
+            train with (saying what to use instead).
+    """
+    canonical = _STRATEGY_NAMES.resolve(name)
     if canonical in UNSUPPORTED_STRATEGIES:
         raise ValueError(
             f"strategy {name!r} is not supported: {UNSUPPORTED_STRATEGIES[canonical]}."
         )
-    if canonical not in STRATEGY_NAMES:
-        raise ValueError(f"Unknown strategy {name!r}. Accepted: {', '.join(STRATEGY_NAMES)}.")
     return canonical
 
 
@@ -281,18 +305,18 @@ def create_strategy(name: str, *, tpu: str | None = None) -> tf.distribute.Strat
     return _tpu_strategy(tpu)
 
 
-def strategy_from_config(config: Mapping[str, Any]) -> tf.distribute.Strategy:
-    """The strategy a run's config asks for (`strategy`, `cpu_replicas`); call it first thing.
+def strategy_from_config(config: Any) -> tf.distribute.Strategy:
+    """The strategy a run's `RunConfig` asks for (its `distribute` section); call it first thing.
 
     Creating a multi-worker strategy and splitting the CPU both have to happen before TensorFlow
     initializes its devices, so the runner calls this before anything else touches TensorFlow.
     """
-    name = canonical_strategy_name(config["strategy"])
-    if config["cpu_replicas"] is not None:
+    name = canonical_strategy_name(config.distribute.strategy)
+    if config.distribute.cpu_replicas is not None:
         if name != "mirrored":
             raise ValueError(f"--cpu-replicas splits the CPU for --strategy mirrored, not {name!r}")
-        configure_cpu_replicas(config["cpu_replicas"])
-    if name == "multi_worker" and config["out_dir"] is None:
+        configure_cpu_replicas(config.distribute.cpu_replicas)
+    if name == "multi_worker" and config.run.out_dir is None:
         raise ValueError(
             "--strategy multi_worker needs --out-dir (the same on every worker), so that the "
             "workers agree on where outputs and checkpoints go"

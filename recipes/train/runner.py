@@ -1,7 +1,7 @@
 """The training runner every recipe shares: data, model, optimizer, training, outputs.
 
-A recipe is a module with a docstring and a `DEFAULTS` dict; `recipe_main` turns it into a command
-line program. A run writes into its run directory:
+A recipe is a module with a docstring and a `DEFAULTS` dict of config sections (see
+`recipes.train.config`); `recipe_main` turns it into a command line program. A run writes into its run directory:
 
     config.json                  the effective configuration
     dataset.json                 what was loaded (classes, shapes, split sizes)
@@ -43,11 +43,11 @@ from recipes.callbacks.divergence import DivergenceGuard, TrainingDiverged
 from recipes.callbacks.monitors import build_monitors, take_monitoring_batch
 from recipes.data.datasets import SPLITS, DatasetInfo, load_dataset
 from recipes.data.image_folder import list_images
-from recipes.data.tta import check_tta, tta_metrics
+from recipes.data.tta import tta_metrics
 from recipes.optim.losses import get_loss, loss_label_format, loss_output_activation
 from recipes.optim.optimizers import get_optimizer
 from recipes.optim.schedules import get_schedule, get_schedule_callbacks
-from recipes.train.config import CONFIG_FILE, resolve_config
+from recipes.train.config import CONFIG_FILE, RunConfig, resolve_config
 from recipes.train.diagnosis import diagnose, format_findings, write_diagnosis
 from recipes.train.distribute import (
     continue_from_chief,
@@ -61,7 +61,6 @@ from recipes.train.distribute import (
 from recipes.train.files import atomic_save_model, atomic_write_text
 from recipes.train.plots import plot_curves
 from recipes.train.sanity import run_sanity_checks
-from zoo.knobs import KNOB_DEFAULTS
 
 DATASET_FILE = "dataset.json"
 METRICS_FILE = "metrics.json"
@@ -73,18 +72,18 @@ def format_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
 
 
-def _run_dir(config: dict[str, Any], recipe: str, strategy) -> Path:
+def _run_dir(config: RunConfig, recipe: str, strategy) -> Path:
     """The run directory: new for a fresh run, existing (with a saved state) for --resume.
 
     Under multi-worker training a non-chief worker gets its own temporary directory instead.
     """
-    if config["out_dir"] is None:
-        if config["resume"]:
+    if config.run.out_dir is None:
+        if config.run.resume:
             raise ValueError("--resume needs --out-dir: the run directory to continue")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return Path("runs") / recipe / stamp
-    run_dir = worker_output_dir(config["out_dir"], strategy)
-    if config["resume"]:
+    run_dir = worker_output_dir(config.run.out_dir, strategy)
+    if config.run.resume:
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} missing)")
     elif (run_dir / CONFIG_FILE).exists():
@@ -95,84 +94,56 @@ def _run_dir(config: dict[str, Any], recipe: str, strategy) -> Path:
     return run_dir
 
 
-def _model_options(config: dict[str, Any]) -> dict[str, Any]:
-    # Unset knobs (None) are left out so that each model's own knob defaults apply.
-    options = {key: config[key] for key in KNOB_DEFAULTS if config[key] is not None}
-    if config["weights"] is not None:
+def _model_options(config: RunConfig) -> dict[str, Any]:
+    # Only the knobs the config sets: each model's own knob defaults apply to the others.
+    options = dict(config.model.knobs)
+    if config.model.weights is not None:
         # "none" on the command line asks for random initialisation (zoo's weights=None).
-        options["weights"] = None if config["weights"] == "none" else config["weights"]
-    if config["fine_tune"] is not None:
-        options["fine_tune"] = config["fine_tune"]
-    return {**options, **config["model_options"]}
+        options["weights"] = None if config.model.weights == "none" else config.model.weights
+    if config.model.fine_tune is not None:
+        options["fine_tune"] = config.model.fine_tune
+    return {**options, **config.model.options}
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """Rejects settings no run can use, before any data is loaded."""
-    for key in ("epochs", "batch_size"):
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise ValueError(f"{key} must be a positive integer, got {config[key]!r}")
-    if not config["lr"] > 0:
-        raise ValueError(f"lr must be positive, got {config['lr']!r}")
-    if config["fine_tune"] not in (None, *zoo.FINE_TUNE_MODES):
-        raise ValueError(
-            f"unknown fine_tune {config['fine_tune']!r}; accepted: {list(zoo.FINE_TUNE_MODES)}"
-        )
-    if config["fine_tune"] in ("head", "full") and config["preprocessing"] != "none":
-        raise ValueError(
-            "fine-tuned backbones take raw 0..255 images and apply their own preprocess_input: "
-            f"use --preprocessing none, not {config['preprocessing']!r}"
-        )
-    if config["fine_tune"] == "full" and not 0 < config["head_epochs"] < config["epochs"]:
-        raise ValueError(
-            f"fine_tune='full' trains the head for head_epochs, then the backbone until epochs: "
-            f"need 0 < head_epochs < epochs, got {config['head_epochs']} and {config['epochs']}"
-        )
-    check_tta(config["tta"])
-    if not 0 < config["full_lr_factor"] <= 1:
-        raise ValueError(f"full_lr_factor must be in (0, 1], got {config['full_lr_factor']!r}")
-
-
-def load_data(
-    config: dict[str, Any], split: str | tuple[str, ...] = SPLITS
-) -> tuple[Any, DatasetInfo]:
+def load_data(config: RunConfig, split: str | tuple[str, ...] = SPLITS) -> tuple[Any, DatasetInfo]:
     """The pipelines a config trains and evaluates on, exactly as `run` builds them.
 
     Labels are one-hot when the config's loss needs them; the other settings come from the
     config's data options. See `recipes.data.datasets.load_dataset` for what `split` selects.
     """
     return load_dataset(
-        config["dataset"],
+        config.data.dataset,
         split,
-        data_dir=config["data_dir"],
-        manual_dir=config["manual_dir"],
-        batch_size=config["batch_size"],
-        image_size=config["image_size"],
-        validation_fraction=config["validation_fraction"],
-        seed=config["seed"],
-        preprocessing=config["preprocessing"],
-        one_hot=loss_label_format(config["loss"]) != "sparse",
-        balance_classes=config["balance_classes"],
-        augment=config["augment"],
+        data_dir=config.data.data_dir,
+        manual_dir=config.data.manual_dir,
+        batch_size=config.run.batch_size,
+        image_size=config.data.image_size,
+        validation_fraction=config.data.validation_fraction,
+        seed=config.run.seed,
+        preprocessing=config.data.preprocessing,
+        one_hot=loss_label_format(config.optim.loss) != "sparse",
+        balance_classes=config.data.balance_classes,
+        augment=config.data.augment,
     )
 
 
-def build_model(config: dict[str, Any], image_shape, num_classes: int) -> keras.Model:
+def build_model(config: RunConfig, image_shape, num_classes: int) -> keras.Model:
     """The zoo model a config asks for, built for the dataset's image shape and classes.
 
     A small model's output activation follows the loss (softmax for cross-entropy, raw scores for
     the SVM hinge losses) unless the config sets `output_activation` itself.
     """
     options = _model_options(config)
-    if config["fine_tune"] is None:
-        options.setdefault("output_activation", loss_output_activation(config["loss"]))
+    if config.model.fine_tune is None:
+        options.setdefault("output_activation", loss_output_activation(config.optim.loss))
     model = zoo.create(
-        config["model"], input_shape=tuple(image_shape), num_classes=num_classes, **options
+        config.model.name, input_shape=tuple(image_shape), num_classes=num_classes, **options
     )
-    return synchronize_batch_norm(model) if config["sync_bn"] else model
+    return synchronize_batch_norm(model) if config.distribute.sync_bn else model
 
 
 def compile_model(
-    model: keras.Model, config: dict[str, Any], steps_per_epoch: int, lr_scale: float = 1.0
+    model: keras.Model, config: RunConfig, steps_per_epoch: int, lr_scale: float = 1.0
 ) -> None:
     """Compiles with the config's optimizer (and schedule) and loss, tracking accuracy.
 
@@ -183,34 +154,34 @@ def compile_model(
         lr_scale: multiplies the learning rate (the lower rate of fine-tuning's second phase).
     """
     learning_rate = get_schedule(
-        config["lr_schedule"],
-        config["lr"] * lr_scale,
+        config.optim.schedule,
+        config.optim.lr * lr_scale,
         steps_per_epoch=steps_per_epoch,
-        epochs=config["epochs"],
-        warmup_epochs=config["warmup_epochs"],
-        **config["schedule_options"],
+        epochs=config.run.epochs,
+        warmup_epochs=config.optim.warmup_epochs,
+        **config.optim.schedule_options,
     )
     model.compile(
         optimizer=get_optimizer(
-            config["optimizer"], learning_rate=learning_rate, **config["optimizer_options"]
+            config.optim.optimizer, learning_rate=learning_rate, **config.optim.options
         ),
-        loss=get_loss(config["loss"]),
+        loss=get_loss(config.optim.loss),
         metrics=["accuracy"],
     )
 
 
-def _training_phases(config: dict[str, Any]) -> list[tuple[int, int, float]]:
+def _training_phases(config: RunConfig) -> list[tuple[int, int, float]]:
     """(first epoch, end epoch, learning-rate scale) of each training phase.
 
     fine_tune="full" trains the new head on the frozen backbone first, then the unfrozen backbone
     at a lower rate; everything else is one phase.
     """
-    if config["fine_tune"] == "full":
+    if config.model.fine_tune == "full":
         return [
-            (0, config["head_epochs"], 1.0),
-            (config["head_epochs"], config["epochs"], config["full_lr_factor"]),
+            (0, config.model.head_epochs, 1.0),
+            (config.model.head_epochs, config.run.epochs, config.model.full_lr_factor),
         ]
-    return [(0, config["epochs"], 1.0)]
+    return [(0, config.run.epochs, 1.0)]
 
 
 def _write_curves(run_dir: Path, history: dict[str, list[float]]) -> None:
@@ -219,39 +190,40 @@ def _write_curves(run_dir: Path, history: dict[str, list[float]]) -> None:
             plot_curves(history, metric, run_dir / f"{metric}.png")
 
 
-def _sanity_checks(config: dict[str, Any], train: Any, info: Any, run_dir: Path) -> None:
+def _sanity_checks(config: RunConfig, train: Any, info: Any, run_dir: Path) -> None:
     """--sanity: the course's checks before training (initial loss, regularization, overfitting
     20 examples, learning-rate range test), written to sanity/ in the run directory."""
-    base_l2 = config["l2"] or 1e-3
+    base_l2 = config.model.knobs.get("l2") or 1e-3
 
     def model_with_regularization(scale: float) -> keras.Model:
-        scaled = {**config, "l2": base_l2 * scale, "l1": (config["l1"] or 0.0) * scale}
+        knobs = {"l2": base_l2 * scale, "l1": (config.model.knobs.get("l1") or 0.0) * scale}
         if not scale:
-            scaled.update(dropout=0.0, input_dropout=0.0)
+            knobs.update(dropout=0.0, input_dropout=0.0)
+        scaled = config.updated({"model": {"knobs": knobs}})
         return build_model(scaled, info.image_shape, info.num_classes)
 
     report = run_sanity_checks(
         model_with_regularization,
         train,
         info.num_classes,
-        loss_name=config["loss"],
-        loss=get_loss(config["loss"]),
+        loss_name=config.optim.loss,
+        loss=get_loss(config.optim.loss),
         output_dir=run_dir / "sanity",
     )
     atomic_write_text(run_dir / "sanity" / "sanity.txt", report.render())
     print(report.render())
 
 
-def _label_images(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+def _label_images(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     """fine_tune="predict": labels every photo of the --dataset folder with ImageNet classes."""
-    paths = list_images(config["dataset"])
-    model = zoo.create(config["model"], **_model_options(config))
-    if config["dry_run"]:
-        print(format_json(config))
+    paths = list_images(config.data.dataset)
+    model = zoo.create(config.model.name, **_model_options(config))
+    if config.run.dry_run:
+        print(format_json(config.to_dict()))
         model.summary()
         return {}
     labels = zoo.predict_labels(
-        model, paths, top_k=config["top_k"], class_index=config["class_index"]
+        model, paths, top_k=config.model.top_k, class_index=config.model.class_index
     )
     rows = ["file,rank,wordnet_id,label,probability"]
     predictions = {}
@@ -266,26 +238,25 @@ def _label_images(config: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         ]
         print(f"{name}: " + ", ".join(f"{label} {p:.2f}" for _, label, p in top))
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, format_json(config))
+    atomic_write_text(run_dir / CONFIG_FILE, format_json(config.to_dict()))
     atomic_write_text(run_dir / "predictions.csv", "\n".join(rows) + "\n")
     atomic_write_text(run_dir / "predictions.json", format_json(predictions))
     print(f"predictions for {len(paths)} images in {run_dir}")
     return {"predictions": predictions}
 
 
-def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
+def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
     """Trains and evaluates one configuration; returns the metrics written to metrics.json."""
     strategy = strategy_from_config(config)
-    check_config(config)
-    keras.utils.set_random_seed(config["seed"])
+    keras.utils.set_random_seed(config.run.seed)
     run_dir = _run_dir(config, recipe, strategy)
-    if config["fine_tune"] == "predict":
+    if config.model.fine_tune == "predict":
         return _label_images(config, run_dir)
 
     datasets, info = load_data(config)
     datasets = shard_datasets(datasets)
-    steps_per_epoch = math.ceil(info.split_sizes["train"] / config["batch_size"])
-    state = read_state(run_dir) if config["resume"] else None
+    steps_per_epoch = math.ceil(info.split_sizes["train"] / config.run.batch_size)
+    state = read_state(run_dir) if config.run.resume else None
     epochs_done = state["epochs_done"] if state else 0
     with strategy.scope():
         if state is not None:
@@ -294,23 +265,23 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
             model = build_model(config, info.image_shape, info.num_classes)
             compile_model(model, config, steps_per_epoch)
         prepare_for_fit(model, datasets["train"])
-        if config["resume"]:
+        if config.run.resume:
             epochs_done = continue_from_chief(model, strategy, epochs_done)
             print(f"Resuming {run_dir} after epoch {epochs_done}")
 
-    if config["dry_run"]:
-        print(format_json(config))
+    if config.run.dry_run:
+        print(format_json(config.to_dict()))
         print(format_json(info.to_dict()))
         model.summary()
         return {}
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, format_json(config))
+    atomic_write_text(run_dir / CONFIG_FILE, format_json(config.to_dict()))
     atomic_write_text(run_dir / DATASET_FILE, format_json(info.to_dict()))
 
-    if config["sanity"]:
+    if config.run.sanity:
         _sanity_checks(config, datasets["train"], info, run_dir)
-    guard = DivergenceGuard(learning_rate=config["lr"])
+    guard = DivergenceGuard(learning_rate=config.optim.lr)
     checkpoint = RunCheckpoint(
         run_dir,
         monitor="val_accuracy",
@@ -325,18 +296,18 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         guard,
         checkpoint,
         keras.callbacks.TensorBoard(run_dir / "tensorboard", update_freq="epoch"),
-        *get_schedule_callbacks(config["lr_schedule"], **config["schedule_options"]),
+        *get_schedule_callbacks(config.optim.schedule, **config.optim.schedule_options),
     ]
-    if config["monitors"]:
-        monitoring_batch = take_monitoring_batch(datasets["validation"], config["batch_size"])
+    if config.run.monitors:
+        monitoring_batch = take_monitoring_batch(datasets["validation"], config.run.batch_size)
         callbacks += build_monitors(
-            monitoring_batch, run_dir / "monitors", every_n_batches=config["monitor_every"]
+            monitoring_batch, run_dir / "monitors", every_n_batches=config.run.monitor_every
         )
     for first_epoch, end_epoch, lr_scale in _training_phases(config):
         if epochs_done >= end_epoch:
             continue
         if first_epoch > 0 and epochs_done == first_epoch:
-            unfrozen = zoo.unfreeze_backbone(model, config["unfreeze_blocks"])
+            unfrozen = zoo.unfreeze_backbone(model, config.model.unfreeze_blocks)
             print(f"Fine-tuning the backbone ({len(unfrozen)} blocks) at lr x {lr_scale:g}")
             with strategy.scope():
                 compile_model(model, config, steps_per_epoch, lr_scale)
@@ -347,7 +318,7 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
             epochs=end_epoch,
             initial_epoch=epochs_done,
             callbacks=callbacks,
-            verbose=config["verbose"],
+            verbose=config.run.verbose,
             shuffle=False,  # tf.data already shuffles the training split every epoch
         )
         epochs_done = checkpoint.epochs_done
@@ -376,15 +347,15 @@ def run(config: dict[str, Any], recipe: str = "recipe") -> dict[str, Any]:
         "best_val_accuracy": checkpoint.best,
         "parameters": model.count_params(),
         "dataset": info.to_dict(),
-        "config": config,
+        "config": config.to_dict(),
     }
     with_tta = ""
-    if config["tta"] != "none":
+    if config.run.tta != "none":
         # Outside the strategy's scope: built inside a multi-worker scope, the averaging model
         # fails to evaluate (per-replica values). Each worker scores the whole test set instead,
         # as a one-device run does.
-        metrics.update(tta_metrics(model, datasets["test"], config["tta"]))
-        with_tta = f" ({metrics['test_accuracy_tta']:.4f} with tta {config['tta']})"
+        metrics.update(tta_metrics(model, datasets["test"], config.run.tta))
+        with_tta = f" ({metrics['test_accuracy_tta']:.4f} with tta {config.run.tta})"
     atomic_save_model(model, run_dir / FINAL_MODEL)
     atomic_write_text(run_dir / METRICS_FILE, format_json(metrics))
     print(
