@@ -579,9 +579,17 @@ def _knob_type(library_default: Any) -> Callable[[str], Any]:
 
 
 def _knob_help() -> dict[str, str]:
-    """Each knob's help line: the first sentence of its entry in `Knobs`'s docstring."""
+    """Each knob's help line, from its entry in `Knobs`'s docstring: the first sentence, cut
+    before 120 characters so that `--help` stays one short paragraph per flag."""
     entries = re.findall(r"^ {8}(\w+): (.+?)(?=^ {8}\w+:|\Z)", Knobs.__doc__ or "", re.M | re.S)
-    return {name: " ".join(text.split()).split(". ")[0].rstrip(".") for name, text in entries}
+    helps = {}
+    for name, text in entries:
+        sentence = re.split(r"(?<!\bal)\. ", " ".join(text.split()))[0].rstrip(".")
+        if len(sentence) > 120:
+            cut = max(sentence.rfind(separator, 0, 116) for separator in (", ", "; ", " ("))
+            sentence = sentence[: cut if cut > 60 else sentence.rfind(" ", 0, 116)] + " ..."
+        helps[name] = sentence
+    return helps
 
 
 class _Parser(argparse.ArgumentParser):
@@ -620,7 +628,8 @@ def build_parser(
     )
     knob_help = _knob_help()
     for section, section_type in SECTIONS.items():
-        group = parser.add_argument_group(f"{section}: {section_type.__doc__.splitlines()[0]}")
+        summary = section_type.__doc__.splitlines()[0].rstrip(".")
+        group = parser.add_argument_group(f"{section} ({summary[0].lower()}{summary[1:]})")
         for field in dataclasses.fields(section_type):
             default = getattr(getattr(defaults, section), field.name)
             dest = f"{section}.{field.name}"
@@ -631,13 +640,16 @@ def build_parser(
                         f"--{knob.replace('_', '-')}",
                         *(("--weight-decay",) if knob == "l2" else ()),
                         dest=f"{dest}.{knob}",
+                        metavar=knob.upper(),
                         type=_knob_type(library_default),
                         help=f"knob: {knob_help.get(knob, knob)} (default: {shown})",
                     )
                 continue
             flags = [f"--{(field.metadata['flag'] or field.name).replace('_', '-')}"]
             flags += list(field.metadata.get("aliases", ()))
-            help_text = f"{field.metadata['help']} (default: {default})"
+            help_text = field.metadata["help"]
+            if "(default:" not in help_text:
+                help_text += f" (default: {default if default != {} else 'none'})"
             if field.metadata.get("key_value"):
                 group.add_argument(
                     *flags,
@@ -655,6 +667,7 @@ def build_parser(
                 group.add_argument(
                     *flags,
                     dest=dest,
+                    metavar=field.name.upper(),
                     type=_field_type(field),
                     choices=field.metadata.get("choices"),
                     help=help_text,
