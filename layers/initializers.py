@@ -10,22 +10,30 @@ can say `init="he"` or `init="sparse"`:
 | `small_random` | `scale * N(0, 1)`                                      | `scale=0.01, seed`     |
 | `calibrated`   | `N(0, 1) / sqrt(fan_in)` (LeCun, variance 1/fan_in)    | `seed`                 |
 | `xavier`       | Glorot & Bengio uniform, variance 2/(fan_in + fan_out) | `seed`                 |
-| `he`, `msra`   | `N(0, 1) * sqrt(2 / fan_in)` (He et al. 2015)          | `seed`                 |
+| `he` (`msra`)  | `N(0, 1) * sqrt(2 / fan_in)` (He et al. 2015)          | `seed`                 |
 | `sparse`       | `SparseInitializer`: k non-zero N(0, sigma^2) per unit | `k=10, sigma=1.0, seed`|
 
 `calibrated` and `he` draw from the untruncated normal, exactly the formulas
 above (Keras's `LecunNormal`/`HeNormal` use a truncated normal instead).
+
+Every other Keras initializer is available by its Keras name too (`he_normal`,
+`glorot_uniform`, `orthogonal`, ...), with that class's own arguments. Names
+are resolved by `layers.naming` (case, `-`, `_` and spaces ignored; "msra" is
+an alias of "he"), and `get` also takes a config dict or an initializer
+instance, as `keras.initializers.get` does.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 from keras import ops
 
-from layers import validation
+from layers import naming, validation
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -114,42 +122,85 @@ def _sparse(k: int = 10, sigma: float = 1.0, seed: int | None = None) -> SparseI
     return SparseInitializer(k=k, sigma=sigma, seed=seed)
 
 
-_SCHEMES = {
+_SCHEMES: dict[str, Callable[..., keras.initializers.Initializer]] = {
     "zeros": _zeros,
     "constant": _constant,
     "small_random": _small_random,
     "calibrated": _calibrated,
     "xavier": _xavier,
     "he": _he,
-    "msra": _he,
     "sparse": _sparse,
 }
 
-NAMES: tuple[str, ...] = tuple(_SCHEMES)
+SCHEMES: tuple[str, ...] = tuple(_SCHEMES)
 
 
-def get(name: str, **kwargs) -> keras.initializers.Initializer:
+def _keras_initializers() -> dict[str, type]:
+    """Keras's initializers by their snake_case names, except those a course scheme already is.
+
+    Read from `keras.initializers` itself, so a Keras release that adds one adds it here.
+    """
+    taken = {naming.name_key(name) for name in _SCHEMES}
+    found = {}
+    for attribute in dir(keras.initializers):
+        value = getattr(keras.initializers, attribute)
+        if (
+            attribute.islower()
+            and not attribute.startswith("_")
+            and isinstance(value, type)
+            and issubclass(value, keras.initializers.Initializer)
+            and naming.name_key(attribute) not in taken
+        ):
+            found[attribute] = value
+    return found
+
+
+_KERAS_INITIALIZERS = _keras_initializers()
+
+NAMES: tuple[str, ...] = (*SCHEMES, *_KERAS_INITIALIZERS)
+_NAMES = naming.Names("initializer", NAMES, aliases={"msra": "he"})
+
+
+def canonical_name(name: str) -> str:
+    """The initializer name (one of `NAMES`) that `name` spells; "msra" gives "he".
+
+    Raises:
+        ValueError: for an unknown name, suggesting the closest and listing the valid ones.
+    """
+    return _NAMES.resolve(name)
+
+
+def get(identifier: Any, **kwargs: Any) -> keras.initializers.Initializer:
     """Returns the Keras initializer for a named scheme (see the module docstring).
 
     Args:
-        name: one of `NAMES`.
+        identifier: a name (one of `NAMES`, in any spelling, or the alias "msra"); a dict
+            `{"name": ..., **options}`; a Keras config dict as
+            `keras.saving.serialize_keras_object` writes it; or an initializer, returned as is.
         **kwargs: the scheme's options, e.g. `value=` for `constant`,
-            `k=`, `sigma=`, `seed=` for `sparse`, `seed=` for the random ones.
+            `k=`, `sigma=`, `seed=` for `sparse`, `seed=` for the random ones; for a Keras
+            initializer, its class's arguments.
 
     Raises:
-        ValueError: for an unknown name (listing the valid ones) or an option
-            the scheme does not take (listing the ones it does).
+        ValueError: for an unknown name (suggesting the closest and listing the valid ones), an
+            option the scheme does not take (listing the ones it does), or options given with an
+            initializer or a Keras config.
     """
-    if not isinstance(name, str) or name not in _SCHEMES:
-        raise ValueError(
-            f"Unknown initialization scheme {name!r}. Valid names: {', '.join(NAMES)}."
-        )
-    factory = _SCHEMES[name]
+    if isinstance(identifier, keras.initializers.Initializer):
+        naming.refuse_options("initializer", "an initializer instance", kwargs)
+        return identifier
+    if isinstance(identifier, Mapping):
+        if "class_name" in identifier:
+            naming.refuse_options("initializer", "a Keras config", kwargs)
+            return keras.initializers.deserialize(dict(identifier))
+        identifier, kwargs = naming.split_config("initializer", identifier, kwargs)
+    name = canonical_name(identifier)
+    factory = _SCHEMES.get(name) or _KERAS_INITIALIZERS[name]
     accepted = tuple(inspect.signature(factory).parameters)
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise ValueError(
-            f"Initialization scheme {name!r} does not take {', '.join(unknown)}. "
+            f"Initializer {name!r} does not take {', '.join(unknown)}. "
             f"It accepts: {', '.join(accepted) or 'no options'}."
         )
     return factory(**kwargs)

@@ -292,6 +292,46 @@ def test_unknown_op_names_the_valid_ones():
 
 
 @pytest.mark.parametrize(
+    ("spec", "canonical"),
+    [
+        ("Flip-H", "flip_h"),
+        ("FLIP_H", "flip_h"),
+        ("HFlip", "flip_h"),
+        ("Color Jitter:0.3", "color_jitter"),
+        ("ColorJitter", "color_jitter"),
+        ("Random-Erasing", "erase"),
+        ("Resized_Crop:0.5", "resized_crop"),
+    ],
+)
+def test_op_spellings(spec, canonical):
+    (config,) = parse_augment_spec(spec)
+    assert config.name == canonical
+
+
+def test_preset_spellings_and_presets_take_no_parameters():
+    assert parse_augment_spec("Standard") == parse_augment_spec("standard")
+    assert [config.preset for config in parse_augment_spec("LIGHT")] == ["light", "light"]
+    with pytest.raises(ValueError, match="preset 'light' takes no parameters"):
+        parse_augment_spec("light:3")
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        ("cropp", "crop"),
+        ("colour_jitter", "color_jitter"),
+        ("mixupp", "mixup"),
+        ("stanard", "standard"),
+    ],
+)
+def test_unknown_names_suggest_the_closest(typo, suggestion):
+    with pytest.raises(
+        ValueError, match=f"Unknown augmentation '{typo}'. Did you mean '{suggestion}'"
+    ):
+        parse_augment_spec(f"flip_h,{typo}")
+
+
+@pytest.mark.parametrize(
     ("spec", "message"),
     [
         ("crop:-1", "'crop': parameter 'pad' must be an integer >= 0; got '-1'"),

@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from layers import MeanImageSubtraction
-from recipes.data.datasets import assign_splits, load_dataset
+from recipes.data.datasets import _tfds_name, assign_splits, load_dataset
 from tests.test_idx import write_split
+from tests.test_image_folder import make_folder
 
 
 def collect(ds):
@@ -163,14 +164,50 @@ def test_bad_arguments(kwargs, message):
         load_dataset("sample", **kwargs)
 
 
-def test_unknown_dataset_suggests_close_names():
-    with pytest.raises(ValueError, match="unknown dataset 'fashon_mnist'.*fashion_mnist"):
-        load_dataset("fashon_mnist")
+@pytest.mark.parametrize(
+    ("typo", "suggestion"), [("fashon_mnist", "fashion_mnist"), ("cifar-1O", "cifar10")]
+)
+def test_unknown_dataset_suggests_the_closest_name(typo, suggestion):
+    with pytest.raises(ValueError, match=f"Unknown dataset '{typo}'. Did you mean '{suggestion}'"):
+        load_dataset(typo)
+
+
+@pytest.mark.parametrize("spelling", ["Sample", "SAMPLE", " sample "])
+def test_dataset_names_are_matched_in_any_spelling(spelling):
+    _, info = load_dataset(spelling, "test", batch_size=1000)
+    assert info.source == "sample" and info.split_sizes["test"] == 1000
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [("Fashion-MNIST", "fashion_mnist"), ("CIFAR-10", "cifar10"), ("TF Flowers", "tf_flowers")],
+)
+def test_tfds_names_resolve_to_the_builder_name(spelling, canonical):
+    assert _tfds_name(spelling) == canonical
+
+
+def test_folder_paths_are_never_normalized(tmp_path, monkeypatch):
+    # Folders spelled like dataset names stay folders, and their names are used as written.
+    monkeypatch.chdir(tmp_path)
+    for folder in ("Sample", "MNIST"):
+        make_folder(tmp_path / folder, {"a": 10, "b": 10})
+        _, info = load_dataset(folder, "train", batch_size=4)
+        assert info.source == "folder" and info.class_names == ("a", "b")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_dataset(str(tmp_path / "sample"))
 
 
 def test_manual_dir_only_for_mnist_family(tmp_path):
     with pytest.raises(ValueError, match="manual_dir .* not for dataset 'cifar10'"):
         load_dataset("cifar10", manual_dir=tmp_path)
+
+
+def test_manual_dir_names_in_any_spelling(tmp_path):
+    labels = np.arange(20, dtype=np.uint8) % 10
+    write_split(tmp_path, "train", np.zeros((20, 28, 28), np.uint8), labels)
+    write_split(tmp_path, "test", np.zeros((10, 28, 28), np.uint8), labels[:10])
+    _, info = load_dataset("Fashion-MNIST", "test", manual_dir=tmp_path)
+    assert info.source == "idx" and info.class_names[0] == "T-shirt/top"
 
 
 @pytest.mark.slow

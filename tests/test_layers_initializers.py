@@ -105,7 +105,60 @@ def test_get_is_usable_as_a_layer_initializer():
 
 def test_get_rejects_unknown_names_listing_the_valid_ones():
     with pytest.raises(ValueError, match="Valid names: zeros, constant, small_random, calibrated"):
-        layers.initializers.get("glorot")
+        layers.initializers.get("glorott_uniformm_")
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("He", "he"),
+        ("MSRA", "he"),
+        ("Small-Random", "small_random"),
+        ("small random", "small_random"),
+        ("he_normal", "he_normal"),
+        ("HeNormal", "he_normal"),
+        ("Glorot-Uniform", "glorot_uniform"),
+        ("Zeros", "zeros"),
+    ],
+)
+def test_name_spellings(spelling, canonical):
+    assert layers.initializers.canonical_name(spelling) == canonical
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [("he_normall", "he_normal"), ("xavierr", "xavier"), ("spars", "sparse"), ("msr", "msra")],
+)
+def test_unknown_name_suggests_the_closest(typo, suggestion):
+    with pytest.raises(
+        ValueError, match=f"Unknown initializer '{typo}'. Did you mean '{suggestion}'"
+    ):
+        layers.initializers.get(typo)
+
+
+def test_every_keras_initializer_is_available_by_its_keras_name():
+    assert {"he_normal", "glorot_uniform", "orthogonal", "lecun_normal"} <= set(
+        layers.initializers.NAMES
+    )
+    initializer = layers.initializers.get("Orthogonal", gain=2.0, seed=3)
+    assert type(initializer) is keras.initializers.Orthogonal and initializer.gain == 2.0
+    # The course's "he" is the untruncated normal; Keras's "he_normal" stays its own.
+    assert type(layers.initializers.get("he_normal")) is keras.initializers.HeNormal
+    with pytest.raises(ValueError, match=r"'orthogonal' does not take k\. It accepts: gain, seed"):
+        layers.initializers.get("orthogonal", k=2)
+
+
+def test_config_dicts_and_built_initializers():
+    from_dict = layers.initializers.get({"name": "Sparse", "k": 3}, seed=4)
+    assert isinstance(from_dict, SparseInitializer) and (from_dict.k, from_dict.seed) == (3, 4)
+    assert layers.initializers.get(from_dict) is from_dict
+    restored = layers.initializers.get(keras.saving.serialize_keras_object(from_dict))
+    assert type(restored) is SparseInitializer and restored.get_config() == from_dict.get_config()
+    np.testing.assert_array_equal(restored((6, 4)), from_dict((6, 4)))
+    with pytest.raises(ValueError, match="options k cannot be applied to an initializer instance"):
+        layers.initializers.get(from_dict, k=2)
+    with pytest.raises(ValueError, match="given both in the config dict and as arguments"):
+        layers.initializers.get({"name": "sparse", "k": 3}, k=2)
 
 
 def test_get_rejects_options_the_scheme_does_not_take():

@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from recipes.optim.losses import (
     LOSS_NAMES,
+    MulticlassHinge,
+    canonical_loss_name,
     get_loss,
     loss_accepts_soft_labels,
     loss_label_format,
@@ -146,6 +148,52 @@ def test_unknown_loss_name_lists_the_valid_ones():
         get_loss("hinge")
     for name in LOSS_NAMES:
         assert name in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("Softmax-Cross-Entropy", "softmax_cross_entropy"),
+        ("SVM Hinge", "svm_hinge"),
+        ("SquaredSVMHinge", "squared_svm_hinge"),
+        ("Cross_Entropy", "softmax_cross_entropy"),
+        ("crossentropy", "softmax_cross_entropy"),
+        ("multiclass-hinge", "svm_hinge"),
+        ("L2", "l2"),
+    ],
+)
+def test_name_spellings(spelling, canonical):
+    assert canonical_loss_name(spelling) == canonical
+    loss = get_loss(spelling)
+    assert loss.name == canonical
+    assert loss_label_format(spelling) == loss_label_format(canonical)
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        ("svm_hing", "svm_hinge"),
+        ("atribute-logistic", "attribute_logistic"),
+        ("squared_hinge", "squared_svm_hinge"),
+    ],
+)
+def test_unknown_name_suggests_the_closest(typo, suggestion):
+    with pytest.raises(ValueError, match=f"Unknown loss '{typo}'. Did you mean '{suggestion}'"):
+        get_loss(typo)
+
+
+def test_config_dicts_and_built_losses():
+    from_dict = get_loss({"name": "SVM-Hinge", "margin": 2.0}, reduction="sum")
+    assert isinstance(from_dict, MulticlassHinge)
+    assert (from_dict.options["margin"], from_dict.reduction) == (2.0, "sum")
+    assert get_loss(from_dict) is from_dict
+    restored = get_loss(keras.saving.serialize_keras_object(from_dict))
+    assert type(restored) is MulticlassHinge
+    assert restored.get_config() == from_dict.get_config()
+    with pytest.raises(ValueError, match="options margin cannot be applied to a built loss"):
+        get_loss(from_dict, margin=1.0)
+    with pytest.raises(ValueError, match="given both in the config dict and as arguments"):
+        get_loss({"name": "svm_hinge", "margin": 2.0}, margin=1.0)
 
 
 def test_unknown_option_and_bad_margin_are_rejected():

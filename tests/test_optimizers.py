@@ -4,6 +4,7 @@ resolver's names, hyperparameters and errors, and Keras training / saving with e
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -407,10 +408,49 @@ def test_clipvalue_and_global_clipnorm_reach_keras() -> None:
         ("RMSprop", "RMSProp"),
         ("sgd", "GradientDescent"),
         ("gradient_descent", "GradientDescent"),
+        ("MOMENTUM", "Momentum"),
+        ("Proximal Adagrad", "ProximalAdagrad"),
+        ("ProximalAdagrad", "ProximalAdagrad"),
+        ("tf.train.ProximalAdagradOptimizer", "ProximalAdagrad"),
     ],
 )
 def test_name_spellings(spelling: str, canonical: str) -> None:
     assert canonical_optimizer_name(spelling) == canonical
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        ("Momentun", "Momentum"),
+        ("tf.train.MomentunOptimizer", "Momentum"),
+        ("proximal-adagrd", "ProximalAdagrad"),
+        ("RMSPropp", "RMSProp"),
+    ],
+)
+def test_unknown_name_suggests_the_closest(typo: str, suggestion: str) -> None:
+    with pytest.raises(ValueError, match=f"Unknown optimizer '{re.escape(typo)}'. Did you mean "):
+        get_optimizer(typo)
+    with pytest.raises(ValueError, match=f"Did you mean '{suggestion}'"):
+        get_optimizer(typo)
+
+
+def test_config_dicts_and_built_optimizers() -> None:
+    from_dict = get_optimizer({"name": "momentum", "momentum": 0.5}, learning_rate=0.2)
+    assert type(from_dict) is optim.TFTrainMomentum
+    assert (float(from_dict.learning_rate), from_dict.momentum) == (pytest.approx(0.2), 0.5)
+    keras_form = get_optimizer({"name": "Adam", "tf_train_compat": False})
+    assert type(keras_form) is keras.optimizers.Adam
+    built = get_optimizer("RMSProp", learning_rate=0.05, decay=0.8, centered=True)
+    assert get_optimizer(built) is built
+    restored = get_optimizer(keras.saving.serialize_keras_object(built))
+    assert type(restored) is optim.TFTrainRMSProp
+    assert restored.get_config() == built.get_config()
+    with pytest.raises(ValueError, match="options learning_rate cannot be applied to a built"):
+        get_optimizer(built, learning_rate=0.1)
+    with pytest.raises(ValueError, match="options momentum cannot be applied to a Keras config"):
+        get_optimizer(keras.saving.serialize_keras_object(built), momentum=0.1)
+    with pytest.raises(ValueError, match="momentum given both in the config dict and as arg"):
+        get_optimizer({"name": "Momentum", "momentum": 0.5}, momentum=0.9)
 
 
 @pytest.mark.parametrize("bad", ["Nadam", "tf.train.FooOptimizer", "", "adagradd"])

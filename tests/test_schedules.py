@@ -175,6 +175,52 @@ def test_clear_errors(call: Any, message: str) -> None:
         call()
 
 
-def test_name_spellings() -> None:
-    assert canonical_schedule_name("Cosine-Restarts") == "cosine_restarts"
-    assert canonical_schedule_name(" STEP ") == "step"
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("Cosine-Restarts", "cosine_restarts"),
+        ("cosine restarts", "cosine_restarts"),
+        ("CosineRestarts", "cosine_restarts"),
+        ("SGDR", "cosine_restarts"),
+        (" STEP ", "step"),
+        ("Inverse-Time", "inverse_time"),
+    ],
+)
+def test_name_spellings(spelling: str, canonical: str) -> None:
+    assert canonical_schedule_name(spelling) == canonical
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [("cosine_restart", "cosine_restarts"), ("expnential", "exponential"), ("platau", "plateau")],
+)
+def test_unknown_name_suggests_the_closest(typo: str, suggestion: str) -> None:
+    with pytest.raises(
+        ValueError, match=f"schedule '{typo}'. Did you mean '{suggestion}'?"
+    ) as error:
+        get_schedule(typo, 0.1)
+    assert ", ".join(SCHEDULE_NAMES) in str(error.value)
+
+
+def test_config_dicts_and_built_schedules() -> None:
+    from_dict = get_schedule(
+        {"name": "Step", "factor": 0.5, "boundary_epochs": [1]}, 0.1, steps_per_epoch=10
+    )
+    np.testing.assert_allclose(_values(from_dict, [10, 11]), [0.1, 0.05], rtol=1e-6)
+    built = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=100)
+    assert get_schedule(built) is built
+    restored = get_schedule(keras.saving.serialize_keras_object(built))
+    assert type(restored) is keras.optimizers.schedules.CosineDecay
+    assert restored.get_config() == built.get_config()
+    warmed = get_schedule(built, steps_per_epoch=10, warmup_epochs=1)
+    assert isinstance(warmed, LinearWarmup) and warmed.schedule is built
+    np.testing.assert_allclose(float(warmed(0)), float(built(10)) / 10, rtol=1e-6)
+    assert get_schedule_callbacks(built) == []
+    (callback,) = get_schedule_callbacks({"name": "Plateau", "patience": 3})
+    assert callback.patience == 3
+    with pytest.raises(ValueError, match="options base_lr cannot be applied to a built schedule"):
+        get_schedule(built, 0.1)
+    with pytest.raises(ValueError, match="options alpha cannot be applied to a Keras config"):
+        get_schedule(keras.saving.serialize_keras_object(built), alpha=0.1)
+    with pytest.raises(ValueError, match="'step' needs `base_lr`"):
+        get_schedule("step", steps_per_epoch=10, epochs=4)

@@ -23,7 +23,7 @@ def test_every_activation_builds(name, activation):
 
 
 def test_activation_parameters_reach_layers():
-    leaky = zoo.create("lenet5", activation="leaky_relu", alpha=0.2)
+    leaky = zoo.create("lenet5", activation="leaky_relu", negative_slope=0.2)
     assert leaky.get_layer("conv1_leaky_relu").negative_slope == pytest.approx(0.2)
     prelu = zoo.create("lenet5", activation="prelu")
     assert prelu.get_layer("conv1_prelu").shared_axes == [1, 2]
@@ -97,7 +97,6 @@ def test_every_init(init):
             "calibrated": 1 / fan_in,
             "xavier": 2 / (fan_in + fan_out),
             "he": 2 / fan_in,
-            "msra": 2 / fan_in,
         }[init]
         assert kernel.var() == pytest.approx(expected_variance, rel=0.05)
 
@@ -147,7 +146,7 @@ def test_dropout_rates():
     ("knob", "value", "message"),
     [
         ("norm", "instance", "none, batch, group"),
-        ("init", "orthogonal", "zeros, constant"),
+        ("init", "orthogonall", "Did you mean 'orthogonal'.*zeros, constant"),
         ("dropout", 1.0, "dropout"),
         ("l2", -1.0, "l2"),
         ("pieces", 1, "pieces"),
@@ -157,6 +156,47 @@ def test_dropout_rates():
 def test_invalid_knob_values(knob, value, message):
     with pytest.raises(ValueError, match=message):
         Knobs(**{knob: value})
+
+
+@pytest.mark.parametrize(
+    ("knob", "spelling", "canonical"),
+    [
+        ("activation", "ReLU", "relu"),
+        ("activation", "Leaky-ReLU", "leaky_relu"),
+        ("activation", "leaky relu", "leaky_relu"),
+        ("norm", "Batch", "batch"),
+        ("norm", "batch_norm", "batch"),
+        ("norm", "GroupNorm", "group"),
+        ("norm", "LRN", "lrn"),
+        ("init", "MSRA", "he"),
+        ("init", "Small-Random", "small_random"),
+        ("init", "HeNormal", "he_normal"),
+        ("output_activation", "Softmax", "softmax"),
+    ],
+)
+def test_knob_names_are_stored_canonical(knob, spelling, canonical):
+    assert getattr(Knobs(**{knob: spelling}), knob) == canonical
+
+
+@pytest.mark.parametrize(
+    ("knob", "typo", "suggestion"),
+    [
+        ("activation", "reluu", "relu"),
+        ("activation", "leaky_rel", "leaky_relu"),
+        ("norm", "groupp", "group"),
+        ("init", "he_normall", "he_normal"),
+        ("output_activation", "sigmoidd", "sigmoid"),
+    ],
+)
+def test_unknown_knob_names_suggest_the_closest(knob, typo, suggestion):
+    with pytest.raises(ValueError, match=f"'{typo}'. Did you mean '{suggestion}'"):
+        Knobs(**{knob: typo})
+
+
+def test_a_spelled_knob_builds_the_same_model_as_its_canonical_name():
+    spelled = zoo.create("lenet5", activation="Leaky-ReLU", norm="Batch_Norm", init="MSRA")
+    canonical = zoo.create("lenet5", activation="leaky_relu", norm="batch", init="he")
+    assert [layer.name for layer in spelled.layers] == [layer.name for layer in canonical.layers]
 
 
 def test_maxout_needs_a_linear_layer():

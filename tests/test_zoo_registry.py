@@ -47,10 +47,38 @@ def test_list_models_filters_by_pattern():
     assert zoo.list_models("no_such_*") == []
 
 
-def test_unknown_name_lists_close_matches():
-    with pytest.raises(ValueError, match="resnet20") as error:
-        zoo.create("resnet2")
-    assert "Did you mean" in str(error.value)
+def test_list_models_matches_patterns_the_way_names_are_matched():
+    assert zoo.list_models("ResNet*") == zoo.list_models("resnet*")
+    assert zoo.list_models("mobilenet-v3*") == ["mobilenet_v3_large", "mobilenet_v3_small"]
+
+
+@pytest.mark.parametrize(
+    ("spelling", "canonical"),
+    [
+        ("LeNet5", "lenet5"),
+        ("LeNet-5", "lenet5"),
+        ("ResNet20", "resnet20"),
+        ("MobileNet V2", "mobilenet_v2"),
+        ("VGG-Small", "vgg_small"),
+    ],
+)
+def test_model_name_spellings(spelling, canonical):
+    assert registry.model_names().resolve(spelling) == canonical
+    assert zoo.describe(spelling)["name"] == canonical
+
+
+def test_create_accepts_any_spelling():
+    model = zoo.create("LeNet-5", input_shape=(28, 28, 1))
+    assert model.count_params() == zoo.create("lenet5", input_shape=(28, 28, 1)).count_params()
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [("resnet2", "resnet20"), ("lenett5", "lenet5"), ("mobilenet_v4_small", "mobilenet_v3_small")],
+)
+def test_unknown_name_suggests_the_closest(typo, suggestion):
+    with pytest.raises(ValueError, match=f"Unknown model '{typo}'. Did you mean '{suggestion}'"):
+        zoo.create(typo)
 
 
 def test_unknown_argument_lists_accepted_ones():
@@ -108,6 +136,11 @@ def test_register_model_decorator(monkeypatch):
     assert zoo.describe("tiny_dense")["options"] == {"units": 4}
     with pytest.raises(ValueError, match="already registered"):
         zoo.register_model(tiny_dense, paper="again")
+    # Names are matched ignoring case and separators, so those cannot make a second model.
+    with pytest.raises(
+        ValueError, match="'Tiny-Dense' is already registered \\(as 'tiny_dense'\\)"
+    ):
+        zoo.register_model(tiny_dense, name="Tiny-Dense", paper="again")
 
 
 def test_register_model_rejects_options_without_defaults(monkeypatch):

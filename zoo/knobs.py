@@ -27,6 +27,7 @@ from layers import (
     LocalResponseNormalization,
     Maxout,
     WeightNormalization,
+    naming,
 )
 
 ACTIVATIONS = (
@@ -42,7 +43,16 @@ ACTIVATIONS = (
 )
 NORMS = ("none", "batch", "group", "layer", "lrn", "weight")
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
-INITS = ("zeros", "constant", "small_random", "calibrated", "xavier", "he", "msra", "sparse")
+# The course's schemes; `init` also takes every other name `layers.initializers.get` knows.
+INITS = layers.initializers.SCHEMES
+
+_ACTIVATION_NAMES = naming.Names("activation", ACTIVATIONS)
+_NORM_NAMES = naming.Names(
+    "norm",
+    NORMS,
+    aliases={f"{norm}_norm": norm for norm in ("batch", "group", "layer", "weight")},
+)
+_OUTPUT_ACTIVATION_NAMES = naming.Names("output activation", OUTPUT_ACTIVATIONS)
 
 # The knob names and their library-wide defaults; a model overrides some via `knob_defaults`.
 KNOB_DEFAULTS: dict[str, Any] = {
@@ -70,11 +80,6 @@ _WEIGHT_NORMALIZABLE = (keras.layers.Dense, keras.layers.Conv2D)
 _SHIFTING_NORMS = ("batch", "group", "layer")
 
 
-def _check_choice(knob: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"Unknown {knob}={value!r}. Accepted: {', '.join(choices)}.")
-
-
 def _check_range(knob: str, value: Any, low: float, high: float | None = None) -> None:
     """Check low <= value (< high when given)."""
     if not isinstance(value, int | float) or value < low or (high is not None and value >= high):
@@ -91,14 +96,18 @@ def largest_divisor_at_most(channels: int, limit: int) -> int:
 class Knobs:
     """One setting of the course's knobs; builds units (linear -> norm -> nonlinearity) from it.
 
+    Names are resolved by `layers.naming` (case, `-`, `_` and spaces ignored) and stored in their
+    canonical spelling: `Knobs(activation="Leaky-ReLU").activation == "leaky_relu"`.
+
     Args:
-        activation: one of `ACTIVATIONS`: sigmoid, tanh, relu, leaky_relu (slope `negative_slope`), prelu
-            (learned slope, one per channel), elu, softplus, maxout (`pieces` linear pieces per
-            unit), linear.
+        activation: one of `ACTIVATIONS`: sigmoid, tanh, relu, leaky_relu (slope
+            `negative_slope`), prelu (learned slope, one per channel), elu, softplus, maxout
+            (`pieces` linear pieces per unit), linear.
         negative_slope: slope of leaky_relu for negative inputs (Keras's `LeakyReLU` name; not
             MobileNet's width multiplier `alpha`, which is a model option).
         pieces: linear pieces per maxout unit (>= 2).
-        norm: one of `NORMS`: none; batch (BatchNormalization); group (GroupNormalization with
+        norm: one of `NORMS` (or `batch_norm`, `group_norm`, `layer_norm`, `weight_norm`): none;
+            batch (BatchNormalization); group (GroupNormalization with
             `groups` groups, lowered to the largest divisor of the channel count); layer
             (per-sample statistics over all of a unit's outputs: LayerNormalization for dense
             units, one-group GroupNormalization for feature maps, as Ba et al. define it); lrn
@@ -107,8 +116,10 @@ class Knobs:
             depthwise and locally connected layers stay plain).
         groups: group count for norm="group".
         init: kernel initializer, one of `INITS`: zeros, constant (`init_value`), small_random
-            (normal, `init_stddev`), calibrated (variance 1/fan_in), xavier (Glorot), he / msra
-            (variance 2/fan_in), sparse (`sparse_k` nonzero incoming weights per unit).
+            (normal, `init_stddev`), calibrated (variance 1/fan_in), xavier (Glorot), he (alias
+            msra; variance 2/fan_in), sparse (`sparse_k` nonzero incoming weights per unit); or
+            any other name `layers.initializers.get` takes (`he_normal`, `orthogonal`, ...),
+            with that initializer's defaults.
         init_value: the constant for init="constant".
         init_stddev: the standard deviation for init="small_random".
         sparse_k: nonzero incoming weights per unit for init="sparse".
@@ -143,10 +154,14 @@ class Knobs:
     output_activation: str = KNOB_DEFAULTS["output_activation"]
 
     def __post_init__(self) -> None:
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("init", self.init, INITS)
-        _check_choice("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
+        # Stored canonical, so that the rest of the class (and a saved config) sees one spelling.
+        for knob, names in (
+            ("activation", _ACTIVATION_NAMES),
+            ("norm", _NORM_NAMES),
+            ("output_activation", _OUTPUT_ACTIVATION_NAMES),
+        ):
+            object.__setattr__(self, knob, names.resolve(getattr(self, knob)))
+        object.__setattr__(self, "init", layers.initializers.canonical_name(self.init))
         _check_range("negative_slope", self.negative_slope, 0.0)
         _check_range("init_stddev", self.init_stddev, 0.0)
         _check_range("init_value", self.init_value, -math.inf)

@@ -15,7 +15,6 @@ signature.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fnmatch
 import inspect
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from typing import Any
 
 import keras
 
+from layers import naming
 from zoo.knobs import KNOB_DEFAULTS, Knobs
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -113,8 +113,10 @@ def register_model(
 
     def decorate(function: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         model_name = name or function.__name__
-        if model_name in _MODELS:
-            raise ValueError(f"Model name {model_name!r} is already registered.")
+        # Names are looked up ignoring case, '-' and '_', so those cannot tell two models apart.
+        taken = naming.Names("model", _MODELS).find(model_name)
+        if taken is not None:
+            raise ValueError(f"Model name {model_name!r} is already registered (as {taken!r}).")
         entry = ModelEntry(
             name=model_name,
             builder=function,
@@ -137,20 +139,26 @@ def register_model(
     return decorate if builder is None else decorate(builder)
 
 
+def model_names() -> naming.Names:
+    """The registered model names as a `layers.naming.Names` table (any spelling resolves)."""
+    return naming.Names("model", sorted(_MODELS))
+
+
 def _entry(name: str) -> ModelEntry:
-    if name in _MODELS:
-        return _MODELS[name]
-    close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ValueError(
-        f"Unknown model {name!r}.{hint} See zoo.list_models() for all {len(_MODELS)} names."
-    )
+    return _MODELS[model_names().resolve(name)]
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names, sorted, optionally filtered by a shell-style pattern ("resnet*")."""
+    """Registered model names, sorted, optionally filtered by a shell-style pattern.
+
+    The pattern is matched the way names are: case, `-` and `_` ignored, so "ResNet*" and
+    "mobilenet-v3*" find "resnet20" and "mobilenet_v3_small".
+    """
     names = sorted(_MODELS)
-    return names if pattern is None else fnmatch.filter(names, pattern)
+    if pattern is None:
+        return names
+    key_pattern = naming.name_key(pattern)
+    return [name for name in names if fnmatch.fnmatchcase(naming.name_key(name), key_pattern)]
 
 
 def _split_arguments(entry: ModelEntry, arguments: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -176,7 +184,7 @@ def create(
     """Build the registered model `name`.
 
     Args:
-        name: a name from `list_models()`.
+        name: a name from `list_models()`, in any spelling ("ResNet20", "mobilenet-v2").
         input_shape: the input shape without batch axis, e.g. `(28, 28, 1)`; defaults to the
             model's default (see `describe`).
         num_classes: the number of output classes; defaults to the model's default.
@@ -187,7 +195,7 @@ def create(
         A Keras 3 model, not compiled.
 
     Raises:
-        ValueError: for an unknown name (listing close matches) or a bad knob value.
+        ValueError: for an unknown name (suggesting the closest) or a bad knob value.
         TypeError: for an argument the model does not accept (listing the accepted ones).
     """
     entry = _entry(name)
@@ -205,6 +213,9 @@ def create(
 def describe(name: str) -> dict[str, Any]:
     """Document a registered model.
 
+    Args:
+        name: a name from `list_models()`, in any spelling.
+
     Returns:
         A dict with the model's `name`, `paper`, `doc` (its docstring: source and expected
         accuracy), `options` (model-specific options with defaults), `knobs` (the shared knobs
@@ -213,7 +224,7 @@ def describe(name: str) -> dict[str, Any]:
         defaults).
     """
     entry = _entry(name)
-    model = create(name, **entry.describe_options)
+    model = create(entry.name, **entry.describe_options)
     return {
         "name": entry.name,
         "paper": entry.paper,

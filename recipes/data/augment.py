@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 import layers
+from layers import naming
 from recipes.data import augment_ops
 from recipes.data.augment_ops import Op
 
@@ -370,19 +371,24 @@ class OpConfig:
         return ":".join([self.name, *values])
 
 
-def _valid_names() -> str:
-    return (
-        f"operations: {', '.join(OPS)}; aliases: "
-        + ", ".join(f"{alias}={name}" for alias, name in ALIASES.items())
-        + f"; presets: {', '.join(PRESETS)}"
-    )
+# Ops and presets share one namespace: a spec item may be either.
+_NAMES = naming.Names("augmentation", (*OPS, *PRESETS), aliases=ALIASES)
+
+
+def canonical_augmentation_name(name: str) -> str:
+    """The operation or preset name (a key of `OPS` or `PRESETS`) that `name` spells.
+
+    Raises:
+        ValueError: for an unknown name, suggesting the closest and listing the valid ones.
+    """
+    return _NAMES.resolve(name)
 
 
 def _parse_item(item: str, preset: str | None) -> OpConfig:
     name, *arguments = [part.strip() for part in item.split(":")]
-    name = ALIASES.get(name, name)
-    if name not in OPS:
-        raise ValueError(f"Unknown augmentation {name!r} in {item!r}. Valid {_valid_names()}.")
+    name = canonical_augmentation_name(name)
+    if name in PRESETS:
+        raise ValueError(f"Augmentation preset {name!r} takes no parameters; got {item!r}.")
     op = OPS[name]
     by_name = {param.name: param for param in op.params}
     params: dict[str, object] = {param.name: param.default for param in op.params}
@@ -392,9 +398,10 @@ def _parse_item(item: str, preset: str | None) -> OpConfig:
             f"({', '.join(by_name) or 'none'}); got {len(arguments)} in {item!r}."
         )
     for position, argument in enumerate(arguments):
-        key, sep, text = argument.partition("=")
+        # Parameter names and string values are matched in lower case, as the CLI always has.
+        key, sep, text = argument.lower().partition("=")
         if not sep:
-            key, text = op.params[position].name, argument
+            key, text = op.params[position].name, argument.lower()
         if key not in by_name:
             raise ValueError(
                 f"Augmentation {name!r} has no parameter {key!r}; "
@@ -409,7 +416,8 @@ def parse_augment_spec(spec: str | Sequence[str] | None) -> tuple[OpConfig, ...]
 
     Args:
         spec: comma-separated items (or a list of items); each is an operation, an alias or a
-            preset name. `None` and `""` mean no augmentation.
+            preset name, in any spelling (case, `-`, `_` and spaces ignored). `None` and `""`
+            mean no augmentation.
 
     Returns:
         The operations in application order, presets expanded.
@@ -421,16 +429,17 @@ def parse_augment_spec(spec: str | Sequence[str] | None) -> tuple[OpConfig, ...]
     if spec is None:
         return ()
     items = spec.split(",") if isinstance(spec, str) else list(spec)
-    items = [item.strip().lower() for item in items]
+    items = [item.strip() for item in items]
     if items == [""]:
         return ()
     configs: list[OpConfig] = []
     for item in items:
         if not item:
             raise ValueError(f"Empty item in augmentation spec {spec!r}.")
-        if item in PRESETS:
-            parts = filter(None, PRESETS[item].split(","))
-            configs.extend(_parse_item(part, item) for part in parts)
+        preset = _NAMES.find(item)
+        if preset in PRESETS:
+            parts = filter(None, PRESETS[preset].split(","))
+            configs.extend(_parse_item(part, preset) for part in parts)
         else:
             configs.append(_parse_item(item, None))
     return tuple(configs)
@@ -616,5 +625,6 @@ __all__ = [
     "Augmentation",
     "OpConfig",
     "build_augmentation",
+    "canonical_augmentation_name",
     "parse_augment_spec",
 ]

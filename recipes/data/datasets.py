@@ -16,7 +16,6 @@ cache (when the data fits in memory), batch, preprocess and prefetch.
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from layers import naming
 from layers.preprocessing import image_statistics
 from recipes.data.augment import Augmentation, build_augmentation
 from recipes.data.balance import balanced_resample
@@ -55,6 +55,14 @@ IDX_DATASETS = {
     "mnist": tuple(str(digit) for digit in range(10)),
     "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
 }
+_VALID_DATASETS = (
+    f"Accepted: {SAMPLE_NAME!r} (embedded), an existing folder of class sub-folders, or a "
+    "TensorFlow Datasets image-classification name (e.g. fashion_mnist, mnist, cifar10, "
+    "tf_flowers); case, '-', '_' and spaces are ignored in names."
+)
+# The names known without asking TFDS; IDX ones are TFDS names too when there is no mirror.
+_LOCAL_NAMES = naming.Names("dataset", (SAMPLE_NAME, *IDX_DATASETS))
+_IDX_NAMES = naming.Names("IDX dataset", IDX_DATASETS)
 # Variable-size sources (folders, TFDS datasets like tf_flowers) are resized to this unless told.
 DEFAULT_IMAGE_SIZE = (224, 224)
 # Above this many bytes of decoded uint8 images a split is streamed instead of cached in memory.
@@ -244,20 +252,33 @@ def _load_folder(
     return raw
 
 
-def _close_tfds_names(name: str) -> list[str]:
+def _tfds_name(name: str) -> str:
+    """The TFDS builder name `name` spells ("CIFAR-10" -> "cifar10"), keeping a ":version".
+
+    A name TFDS knows as given is used directly; only a name it does not know is matched against
+    TFDS' whole list, which takes seconds to build.
+
+    Raises:
+        ValueError: for a name no dataset has, suggesting the closest.
+    """
     import tensorflow_datasets as tfds
 
-    return difflib.get_close_matches(name, tfds.list_builders(), n=5, cutoff=0.6)
-
-
-def _unknown_dataset_error(name: str) -> ValueError:
-    close = _close_tfds_names(name) + difflib.get_close_matches(name, [SAMPLE_NAME, *IDX_DATASETS])
-    hint = f" Did you mean: {', '.join(sorted(set(close)))}?" if close else ""
-    return ValueError(
-        f"unknown dataset {name!r}. Accepted: {SAMPLE_NAME!r} (embedded), an existing folder of "
-        f"class sub-folders, or a TensorFlow Datasets image-classification name (e.g. "
-        f"fashion_mnist, mnist, cifar10, tf_flowers).{hint}"
-    )
+    local = _LOCAL_NAMES.find(name)
+    if local is not None:
+        return local
+    builder_name, colon, version = name.partition(":")
+    try:
+        tfds.builder_cls(builder_name)
+    # DatasetNotFoundError, or the ValueError of a name TFDS cannot even parse ("CIFAR-10").
+    except ValueError:
+        names = naming.Names(
+            "dataset",
+            (SAMPLE_NAME, *IDX_DATASETS, *tfds.list_builders()),
+            valid=_VALID_DATASETS,
+            allow_ambiguous=True,
+        )
+        return names.resolve(builder_name) + colon + version
+    return name
 
 
 def _load_tfds(
@@ -270,10 +291,7 @@ def _load_tfds(
 ) -> _RawData:
     import tensorflow_datasets as tfds
 
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as err:
-        raise _unknown_dataset_error(name) from err
+    builder = tfds.builder(name, data_dir=data_dir)
     features = builder.info.features
     if "image" not in features or "label" not in features:
         raise ValueError(
@@ -333,16 +351,19 @@ def _load_raw(
     test_fraction: float,
     seed: int,
 ) -> _RawData:
+    # A path is taken as written: only names are matched loosely.
+    is_path = os.sep in name or Path(name).is_dir()
     if manual_dir is not None:
-        if name not in IDX_DATASETS:
+        idx_name = _IDX_NAMES.find(name)
+        if idx_name is None:
             raise ValueError(
                 f"manual_dir (an offline mirror of IDX files) is supported for {sorted(IDX_DATASETS)}"
                 f", not for dataset {name!r}"
             )
-        raw = _load_idx(name, manual_dir, validation_fraction, test_fraction, seed)
-    elif name == SAMPLE_NAME:
+        raw = _load_idx(idx_name, manual_dir, validation_fraction, test_fraction, seed)
+    elif name == SAMPLE_NAME or (not is_path and _LOCAL_NAMES.find(name) == SAMPLE_NAME):
         raw = _load_sample(validation_fraction, test_fraction, seed)
-    elif os.sep in name or Path(name).is_dir():
+    elif is_path:
         if not Path(name).is_dir():
             raise FileNotFoundError(f"image folder {name} does not exist or is not a directory")
         return _load_folder(
@@ -350,7 +371,7 @@ def _load_raw(
         )
     else:
         return _load_tfds(
-            name,
+            _tfds_name(name),
             None if data_dir is None else str(data_dir),
             image_size,
             validation_fraction,
@@ -415,6 +436,7 @@ def load_dataset(
 
     Args:
         name: "sample", an MNIST-family name with `manual_dir`, a folder path, or a TFDS name.
+            Names (not paths) are matched ignoring case, `-`, `_` and spaces ("Fashion-MNIST").
         split: one split name ("train", "validation", "test") or a sequence of them.
         data_dir: where TFDS keeps prepared datasets (TFDS' default when None).
         manual_dir: folder with the original IDX files of an MNIST-family dataset (offline mirror).

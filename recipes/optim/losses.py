@@ -21,6 +21,9 @@ then averaged by the Keras reduction. Multi-hot attribute labels may be `{0, 1}`
 one-hot labels are accepted everywhere sparse ones are (hinge losses take their argmax, so soft
 mixup labels are only meaningful for `softmax_cross_entropy`).
 
+Names are resolved by `layers.naming` (case, `-`, `_` and spaces ignored); `get_loss` also takes a
+dict `{"name": ..., **options}`, a Keras config dict or a built `keras.losses.Loss`.
+
 The probabilistic losses follow Keras' convention `from_logits=False`: the model ends in
 softmax/sigmoid. Margin losses have no such option: they are defined on raw scores, so the model
 must end in a linear layer (`loss_output_activation` says which, for the runner to build the head).
@@ -30,9 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 from keras import ops
+
+from layers import naming
 
 _PACKAGE = "recipes"
 
@@ -269,36 +276,54 @@ LOSS_ALIASES: dict[str, str] = {
 LOSS_NAMES: tuple[str, ...] = tuple(LOSSES)
 
 
+_NAMES = naming.Names("loss", LOSS_NAMES, aliases=LOSS_ALIASES)
+
+
+def canonical_loss_name(name: str) -> str:
+    """The loss name (one of `LOSS_NAMES`) that `name` spells, aliases included.
+
+    Raises:
+        ValueError: for an unknown name, suggesting the closest and listing the valid ones.
+    """
+    return _NAMES.resolve(name)
+
+
 def _spec(name: str) -> LossSpec:
-    canonical = LOSS_ALIASES.get(name, name)
-    if canonical not in LOSSES:
-        aliases = ", ".join(f"{alias}={target}" for alias, target in LOSS_ALIASES.items())
-        raise ValueError(
-            f"Unknown loss {name!r}. Valid losses: {', '.join(LOSS_NAMES)} (aliases: {aliases})."
-        )
-    return LOSSES[canonical]
+    return LOSSES[canonical_loss_name(name)]
 
 
-def get_loss(name: str, **options) -> keras.losses.Loss:
+def get_loss(name: str | Mapping[str, Any] | keras.losses.Loss, **options) -> keras.losses.Loss:
     """Builds the named loss, e.g. `get_loss("svm_hinge", margin=2.0)`.
 
     Args:
-        name: one of `LOSS_NAMES` or an alias (`cross_entropy`, `multiclass_hinge`).
+        name: one of `LOSS_NAMES` or an alias (`cross_entropy`, `multiclass_hinge`), in any
+            spelling; or a dict `{"name": ..., **options}`; or a Keras config dict
+            (`keras.saving.serialize_keras_object`) or a built loss, used as it is.
         **options: constructor options of that loss (`from_logits`, `margin`, `reduction`, ...).
 
     Raises:
-        ValueError: for an unknown name (the message lists the valid ones) or an option the loss
-            does not take (the message lists the ones it does).
+        ValueError: for an unknown name (suggesting the closest and listing the valid ones), an
+            option the loss does not take (the message lists the ones it does), or options given
+            with a built loss or a Keras config.
     """
-    spec = _spec(name)
+    if isinstance(name, keras.losses.Loss):
+        naming.refuse_options("loss", "a built loss", options)
+        return name
+    if isinstance(name, Mapping):
+        if "class_name" in name:
+            naming.refuse_options("loss", "a Keras config", options)
+            return keras.losses.deserialize(dict(name))
+        name, options = naming.split_config("loss", name, options)
+    canonical = canonical_loss_name(name)
+    spec = LOSSES[canonical]
     accepted = set(inspect.signature(spec.loss_class).parameters) - set(spec.fixed)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ValueError(
-            f"Loss {name!r} takes no option(s) {', '.join(unknown)}; "
+            f"Loss {canonical!r} takes no option(s) {', '.join(unknown)}; "
             f"its options: {', '.join(sorted(accepted))}."
         )
-    options.setdefault("name", LOSS_ALIASES.get(name, name))
+    options.setdefault("name", canonical)
     return spec.loss_class(**spec.fixed, **options)
 
 
@@ -328,6 +353,7 @@ __all__ = [
     "MulticlassHinge",
     "SoftmaxCrossEntropy",
     "SummedError",
+    "canonical_loss_name",
     "get_loss",
     "loss_accepts_soft_labels",
     "loss_label_format",

@@ -23,11 +23,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
 
+from layers import naming
 from recipes.optim.tf_train import (
     AdagradDA,
     ProximalAdagrad,
@@ -245,25 +246,33 @@ _SPECS: dict[str, _OptimizerSpec] = {
     ),
 }
 
-# Spelling-insensitive lookup: "tf.compat.v1.train.MomentumOptimizer", "Momentum", "momentum",
-# "proximal_adagrad" and "proximal-adagrad" all reduce to the same key.
-_LOOKUP = {re.sub(r"[^a-z0-9]", "", name.lower()): name for name in OPTIMIZER_NAMES}
-_LOOKUP["sgd"] = "GradientDescent"
+
+def _without_tf_train_affixes(name: str) -> str:
+    """Reduces tf.train's spelling to the name: "tf.train.MomentumOptimizer" -> "Momentum"."""
+    name = re.sub(r"^(tf\.)?(compat\.v1\.)?train\.", "", name)
+    return re.sub(r"(?<=.)optimizer$", "", name, flags=re.IGNORECASE)
+
+
+_NAMES = naming.Names(
+    "optimizer",
+    OPTIMIZER_NAMES,
+    aliases={"sgd": "GradientDescent"},
+    spelling=_without_tf_train_affixes,
+)
 
 
 def canonical_optimizer_name(name: str) -> str:
-    """Returns the canonical tf.train name (one of `OPTIMIZER_NAMES`) for any accepted spelling.
+    """Returns the canonical name (one of `OPTIMIZER_NAMES`) for any accepted spelling.
+
+    Case, `-`, `_` and spaces are ignored, and tf.train's `tf.train.<Name>Optimizer` (with or
+    without `tf.compat.v1.`) is accepted: "momentum", "tf.train.MomentumOptimizer",
+    "proximal-adagrad" and "Proximal Adagrad" all resolve.
 
     Raises:
-        ValueError: For an unknown name; the message lists the valid names.
+        ValueError: For an unknown name; the message suggests the closest and lists the valid
+            names.
     """
-    if not isinstance(name, str):
-        raise ValueError(f"Optimizer name must be a string, got {name!r}. {_valid_names()}")
-    key = re.sub(r"^(tf\.)?(compat\.v1\.)?train\.", "", name.strip())
-    key = re.sub(r"optimizer$", "", re.sub(r"[^a-z0-9]", "", key.lower()))
-    if key not in _LOOKUP:
-        raise ValueError(f"Unknown optimizer {name!r}. {_valid_names()}")
-    return _LOOKUP[key]
+    return _NAMES.resolve(name)
 
 
 def optimizer_hyperparameters(name: str, *, tf_train_compat: bool = True) -> dict[str, Any]:
@@ -285,7 +294,7 @@ def optimizer_hyperparameters(name: str, *, tf_train_compat: bool = True) -> dic
 
 
 def get_optimizer(
-    name: str,
+    name: str | Mapping[str, Any] | keras.optimizers.Optimizer,
     learning_rate: LearningRate | None = None,
     *,
     tf_train_compat: bool = True,
@@ -296,6 +305,9 @@ def get_optimizer(
     Args:
         name: One of `OPTIMIZER_NAMES` in any spelling: "Momentum", "momentum",
             "tf.train.MomentumOptimizer", "proximal_adagrad", ... ("sgd" means GradientDescent).
+            Or a dict `{"name": ..., **hyperparameters}` (it may hold `learning_rate` and
+            `tf_train_compat` too), or a Keras config dict
+            (`keras.saving.serialize_keras_object`) or a built optimizer, used as they are.
         learning_rate: A float > 0, a `keras.optimizers.schedules.LearningRateSchedule` (see
             `recipes.optim.schedules.get_schedule`) or a no-argument callable. `None` takes the
             optimizer's default from `optimizer_hyperparameters(name)`.
@@ -306,8 +318,23 @@ def get_optimizer(
             plus `clipnorm`, `clipvalue`, `global_clipnorm` and `accumulate_steps`.
 
     Raises:
-        ValueError: For an unknown name, an unknown hyperparameter, or a value out of range.
+        ValueError: For an unknown name, an unknown hyperparameter, or a value out of range; or
+            for hyperparameters given with a built optimizer or a Keras config.
     """
+    given = dict(hyperparameters)
+    if learning_rate is not None:
+        given["learning_rate"] = learning_rate
+    if not tf_train_compat:
+        given["tf_train_compat"] = tf_train_compat
+    if isinstance(name, keras.optimizers.Optimizer):
+        naming.refuse_options("optimizer", "a built optimizer", given)
+        return name
+    if isinstance(name, Mapping):
+        if "class_name" in name:
+            naming.refuse_options("optimizer", "a Keras config", given)
+            return keras.optimizers.deserialize(dict(name))
+        name, options = naming.split_config("optimizer", name, given)
+        return get_optimizer(name, **options)
     canonical = canonical_optimizer_name(name)
     spec = _SPECS[canonical]
     check_bool(canonical, "tf_train_compat", tf_train_compat)
@@ -347,10 +374,3 @@ def _check_learning_rate(owner: str, learning_rate: Any) -> LearningRate:
         return learning_rate
     # Keras rejects ints ("1" from a config file is a float learning rate).
     return check_real(owner, "learning_rate", learning_rate, low=0.0, low_inclusive=False)
-
-
-def _valid_names() -> str:
-    return (
-        f"Valid names: {', '.join(OPTIMIZER_NAMES)} (any case, snake_case, or "
-        "tf.train.<Name>Optimizer)."
-    )

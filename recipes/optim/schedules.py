@@ -23,6 +23,10 @@ Names (`SCHEDULE_NAMES`):
 `warmup_epochs` replaces the first epochs of any schedule but `plateau` by a linear ramp up to the
 schedule's own value at the end of the warmup (`LinearWarmup`); the schedule keeps its absolute
 time, so boundaries and cosine lengths count from the first step.
+
+Names are resolved by `layers.naming` (case, `-`, `_` and spaces ignored; "sgdr" is
+`cosine_restarts`). Like `keras.optimizers.schedules.get`, `get_schedule` also takes a dict
+`{"name": ..., **arguments}`, a Keras config dict, or a built `LearningRateSchedule`.
 """
 
 from __future__ import annotations
@@ -30,12 +34,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
 from keras import ops
 
+from layers import naming
 from recipes.optim.validation import check_bool, check_int, check_real
 
 SCHEDULE_NAMES: tuple[str, ...] = (
@@ -49,6 +54,9 @@ SCHEDULE_NAMES: tuple[str, ...] = (
 )
 
 Schedule = keras.optimizers.schedules.LearningRateSchedule
+
+_KIND = "learning-rate schedule"
+_NAMES = naming.Names(_KIND, SCHEDULE_NAMES, aliases={"sgdr": "cosine_restarts"})
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -297,13 +305,12 @@ _SPECS: dict[str, _ScheduleSpec] = {
 
 
 def canonical_schedule_name(name: str) -> str:
-    """Returns the canonical schedule name for any accepted spelling ("Cosine-Restarts", ...)."""
-    key = name.strip().lower().replace("-", "_") if isinstance(name, str) else None
-    if key not in _SPECS:
-        raise ValueError(
-            f"Unknown learning-rate schedule {name!r}. Valid names: {', '.join(SCHEDULE_NAMES)}."
-        )
-    return key
+    """Returns the canonical schedule name for any accepted spelling ("Cosine-Restarts", ...).
+
+    Raises:
+        ValueError: for an unknown name, suggesting the closest and listing the valid ones.
+    """
+    return _NAMES.resolve(name)
 
 
 def schedule_hyperparameters(name: str) -> dict[str, Any]:
@@ -318,8 +325,8 @@ def schedule_hyperparameters(name: str) -> dict[str, Any]:
 
 
 def get_schedule(
-    name: str,
-    base_lr: float,
+    name: str | Mapping[str, Any] | Schedule,
+    base_lr: float | None = None,
     *,
     steps_per_epoch: int | None = None,
     epochs: float | None = None,
@@ -329,8 +336,13 @@ def get_schedule(
     """Returns a learning rate (float) or `LearningRateSchedule` for `get_optimizer`.
 
     Args:
-        name: One of `SCHEDULE_NAMES` (case and `-`/`_` insensitive).
-        base_lr: Float > 0, the peak learning rate.
+        name: One of `SCHEDULE_NAMES` (any spelling, see `canonical_schedule_name`); or a dict
+            `{"name": ..., **arguments}` (any argument of this function but `name`); or a built
+            `LearningRateSchedule` or its Keras config dict
+            (`keras.saving.serialize_keras_object`), used as it is, behind a warmup if
+            `warmup_epochs` asks for one.
+        base_lr: Float > 0, the peak learning rate; needed with a name, refused with a built
+            schedule (which has its own).
         steps_per_epoch: Batches per epoch; needed by every schedule stated in epochs.
         epochs: Length of training; needed by `cosine` and by `step`'s default boundaries.
         warmup_epochs: Float >= 0; a linear warmup over that many epochs (may be fractional).
@@ -338,10 +350,23 @@ def get_schedule(
 
     Raises:
         ValueError: For an unknown name or argument, a value out of range, or a missing
-            `steps_per_epoch`/`epochs`.
+            `base_lr`, `steps_per_epoch` or `epochs`.
     """
+    timing_arguments = {"steps_per_epoch": steps_per_epoch, "epochs": epochs}
+    if isinstance(name, Mapping) and "class_name" not in name:
+        given = {key: value for key, value in timing_arguments.items() if value is not None}
+        if base_lr is not None:
+            given["base_lr"] = base_lr
+        if warmup_epochs:
+            given["warmup_epochs"] = warmup_epochs
+        name, options = naming.split_config(_KIND, name, {**given, **kwargs})
+        return get_schedule(name, **options)
+    if isinstance(name, Schedule | Mapping):
+        return _built_schedule(name, base_lr, steps_per_epoch, epochs, warmup_epochs, kwargs)
     canonical = canonical_schedule_name(name)
     spec = _SPECS[canonical]
+    if base_lr is None:
+        raise ValueError(f"Schedule {canonical!r} needs `base_lr`, the peak learning rate.")
     base_lr = check_real(canonical, "base_lr", base_lr, low=0.0, low_inclusive=False)
     if steps_per_epoch is not None:
         steps_per_epoch = check_int(canonical, "steps_per_epoch", steps_per_epoch, low=1)
@@ -363,12 +388,41 @@ def get_schedule(
     return schedule
 
 
-def get_schedule_callbacks(name: str, **kwargs: Any) -> list[keras.callbacks.Callback]:
+def _built_schedule(
+    schedule: Schedule | Mapping[str, Any],
+    base_lr: float | None,
+    steps_per_epoch: int | None,
+    epochs: float | None,
+    warmup_epochs: float,
+    kwargs: dict[str, Any],
+) -> Schedule:
+    """A schedule given already built (or as its Keras config), behind the warmup asked for."""
+    what = "a built schedule" if isinstance(schedule, Schedule) else "a Keras config"
+    naming.refuse_options(
+        _KIND, what, {**kwargs, **({} if base_lr is None else {"base_lr": base_lr})}
+    )
+    if not isinstance(schedule, Schedule):
+        schedule = keras.optimizers.schedules.deserialize(dict(schedule))
+    owner = type(schedule).__name__
+    warmup_epochs = check_real(owner, "warmup_epochs", warmup_epochs, low=0.0)
+    if warmup_epochs > 0:
+        timing = _Timing(owner, steps_per_epoch, epochs)
+        schedule = LinearWarmup(schedule, timing.steps("warmup_epochs", warmup_epochs))
+    return schedule
+
+
+def get_schedule_callbacks(
+    name: str | Mapping[str, Any] | Schedule, **kwargs: Any
+) -> list[keras.callbacks.Callback]:
     """The callbacks a schedule needs beside the optimizer: `[ReduceLROnPlateau]` for `plateau`.
 
-    Takes the same schedule keyword arguments as `get_schedule` (the timing ones are ignored), so
-    a runner can pass one set of flags to both.
+    Takes what `get_schedule` takes (the timing arguments are ignored), so a runner can pass one
+    set of flags to both. A built schedule needs no callback.
     """
+    if isinstance(name, Mapping) and "class_name" not in name:
+        name, kwargs = naming.split_config(_KIND, name, kwargs)
+    if isinstance(name, Schedule | Mapping):
+        return []
     canonical = canonical_schedule_name(name)
     for timing_argument in ("base_lr", "steps_per_epoch", "epochs", "warmup_epochs"):
         kwargs.pop(timing_argument, None)
