@@ -1,9 +1,11 @@
-"""Shared test fixtures: quiet TensorFlow, paths to the offline material beside the repo."""
+"""Shared test fixtures and helpers: quiet TensorFlow, paths to the offline material beside the
+repo, waiting on a run's epochs, running Python in a fresh process."""
 
 import os
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -54,3 +56,24 @@ def wait_for_finished_epochs(
         )
         assert time.monotonic() < deadline, f"{done} epochs done after {timeout} s\n{describe()}"
         time.sleep(0.05)
+
+
+def run_python(
+    arguments: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Runs `python <arguments>` in a fresh process from the repository root and returns it.
+
+    `env` is added to this process's environment. No PYTHONPATH is set unless `env` sets one, so
+    that a script run by its path is tested with its own path set-up. The test fails, showing the
+    end of the process's output, unless it exits with 0.
+    """
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result

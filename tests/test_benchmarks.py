@@ -6,7 +6,6 @@ No timing is asserted: how fast things are is what the benchmarks print, not wha
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 
 import pytest
@@ -23,7 +22,7 @@ from scripts import (
 )
 from scripts.bench_common import format_rows, format_tables
 from scripts.study_common import command_line, markdown_table
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_python
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -139,14 +138,7 @@ def test_scaling_rows():
 
 @pytest.mark.slow
 def test_benchmark_script_runs_from_the_repository_root():
-    result = subprocess.run(
-        [sys.executable, "scripts/benchmark.py", "--quick", "--only", "scaling"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_python(["scripts/benchmark.py", "--quick", "--only", "scaling"], timeout=600)
     assert "== scaling" in result.stdout
     assert "dataset_size" in result.stdout and "batch_size" in result.stdout
 

@@ -37,7 +37,7 @@ from recipes.train.distribute import (
     worker_output_dir,
 )
 from recipes.train.runner import run
-from tests.conftest import REPO_ROOT, wait_for_finished_epochs
+from tests.conftest import REPO_ROOT, run_python, wait_for_finished_epochs
 
 # Weights after the same training on one device and on several replicas differ only by the
 # order of floating-point sums (per-replica gradients added up instead of one batch's gradient).
@@ -228,13 +228,7 @@ def test_mirrored_on_two_cpu_replicas_matches_one_device(tmp_path):
     }
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tests" / "mirrored_cases.py"), str(spec_path)],
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python(["tests/mirrored_cases.py", str(spec_path)], timeout=400)
 
     def final_model(name: str) -> keras.Model:
         return keras.models.load_model(tmp_path / name / "model.keras", compile=False)

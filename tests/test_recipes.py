@@ -16,7 +16,7 @@ from recipes.__main__ import list_recipes
 from recipes.callbacks.checkpoints import read_state
 from recipes.data.datasets import load_dataset
 from recipes.train.runner import recipe_main
-from tests.conftest import REPO_ROOT, wait_for_finished_epochs
+from tests.conftest import REPO_ROOT, run_python, wait_for_finished_epochs
 
 RECIPES = sorted(list_recipes())
 CIFAR_SHAPED = {
@@ -168,14 +168,9 @@ def test_unknown_flag_exits_with_usage(capsys):
 
 
 def test_runs_as_a_script(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "recipes/lenet5_fashion_mnist.py", "--dataset", "sample", "--dry-run"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_python(
+        ["recipes/lenet5_fashion_mnist.py", "--dataset", "sample", "--dry-run"], timeout=300
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     assert '"name": "lenet5"' in result.stdout
 
 
@@ -183,8 +178,7 @@ def test_runs_as_a_script(tmp_path):
 def test_resume_after_sigkill(tmp_path):
     """A real training process killed with SIGKILL mid-run resumes to the full epoch count."""
     run_dir = tmp_path / "run"
-    command = [
-        sys.executable,
+    arguments = [
         "-m",
         "recipes.lenet5_fashion_mnist",
         "--dataset",
@@ -198,9 +192,13 @@ def test_resume_after_sigkill(tmp_path):
         "--verbose",
         "0",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {"PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [sys.executable, *arguments],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_for_finished_epochs(run_dir, 1, [process])
     process.send_signal(signal.SIGKILL)
@@ -210,10 +208,7 @@ def test_resume_after_sigkill(tmp_path):
     assert 1 <= done < 4
     assert not (run_dir / "model.keras").exists()
 
-    result = subprocess.run(
-        [*command, "--resume"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_python([*arguments, "--resume"], timeout=300, env=env)
     assert f"Resuming {run_dir} after epoch {done}" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 4

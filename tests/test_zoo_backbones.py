@@ -1,10 +1,7 @@
 """ImageNet backbones: raw-image front, fine-tuning modes, weights files, offline weights."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -13,9 +10,8 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from recipes import finetune_imagenet
-from recipes.train.runner import recipe_main
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_python
+from tests.test_recipes import run_recipe
 from tests.zoo_data import fashion_mnist_subset
 
 # Expected top-1 labels, from ../shared/weights/README.md.
@@ -117,18 +113,14 @@ def test_full_mode_through_the_runner_trains_the_head_then_the_top_block(shared_
             image = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
             (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
     weights = pretrained_no_top(shared_dir)
-    metrics = recipe_main(
+    metrics = run_recipe(
         "finetune_imagenet",
-        finetune_imagenet.__doc__,
-        finetune_imagenet.DEFAULTS,
-        [
-            *("--dataset", str(tmp_path / "images"), "--image-size", "28"),
-            *("--fine-tune", "full", "--weights", weights),
-            *("--model-option", "alpha=0.25", "--model-option", "image_size=32"),
-            *("--epochs", "2", "--head-epochs", "1", "--unfreeze-blocks", "1"),
-            *("--lr", "0.001", "--full-lr-factor", "0.1", "--batch-size", "8"),
-            *("--out-dir", str(tmp_path / "run"), "--verbose", "0"),
-        ],
+        *("--dataset", str(tmp_path / "images"), "--image-size", "28"),
+        *("--fine-tune", "full", "--weights", weights),
+        *("--model-option", "alpha=0.25", "--model-option", "image_size=32"),
+        *("--epochs", "2", "--head-epochs", "1", "--unfreeze-blocks", "1"),
+        *("--lr", "0.001", "--full-lr-factor", "0.1", "--batch-size", "8"),
+        *("--out-dir", str(tmp_path / "run"), "--verbose", "0"),
     )
     assert metrics["epochs"] == 2
     trained = keras.models.load_model(tmp_path / "run" / "model.keras")
@@ -217,25 +209,15 @@ def keras_home(shared_dir, tmp_path):
     return models.parent
 
 
-def run_python(arguments, keras_home):
-    """Run Python in a fresh process: Keras reads KERAS_HOME once, when it is imported."""
-    environment = dict(os.environ, KERAS_HOME=str(keras_home), PYTHONPATH=str(REPO_ROOT))
-    result = subprocess.run(
-        [sys.executable, *arguments],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+def run_with_keras_home(arguments, keras_home):
+    """Python's output in a fresh process: Keras reads KERAS_HOME once, when it is imported."""
+    return run_python(arguments, timeout=300, env={"KERAS_HOME": str(keras_home)}).stdout
 
 
 @pytest.mark.slow
 def test_predict_mode_labels_sample_photos(shared_dir, keras_home):
     photos = sorted((shared_dir / "images" / "imagenet-samples").iterdir())
-    output = run_python(
+    output = run_with_keras_home(
         [
             "-m",
             "zoo",
@@ -267,7 +249,7 @@ def test_imagenet_no_top_weights_come_from_keras_cache(shared_dir, keras_home):
         "k = m.get_layer('backbone').get_layer('conv_pw_13').kernel.numpy()\n"
         "print(float(np.abs(k).sum()))\n"
     )
-    from_cache = float(run_python(["-c", code], keras_home).split()[-1])
+    from_cache = float(run_with_keras_home(["-c", code], keras_home).split()[-1])
     from_file = tiny_head_model(weights=pretrained_no_top(shared_dir), image_size=224)
     kernel = from_file.get_layer("backbone").get_layer("conv_pw_13").kernel
     assert from_cache == pytest.approx(float(np.abs(keras.ops.convert_to_numpy(kernel)).sum()))
