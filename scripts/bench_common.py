@@ -1,4 +1,4 @@
-"""What the throughput, scaling and umbrella benchmarks share: epoch timing, tables, flags."""
+"""What the benchmarks share: epoch timing, the tables every benchmark prints, flags."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 import layers
+from scripts.bench_common import format_rows
 
 
 def _step(forward: Callable, variables: list, backward: bool) -> Callable:
@@ -195,26 +196,11 @@ def run_benchmarks(quick: bool) -> list[dict]:
     return rows
 
 
-def _format(rows: list[dict]) -> str:
-    header = (
-        f"{'layer':<30} {'reference':<36} {'pass':<17} "
-        f"{'ours ms':>8} {'ref ms':>8} {'ratio':>6} {'target':>7}"
-    )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        target = "-" if row["target"] is None else f"<={row['target']:.1f}"
-        lines.append(
-            f"{row['layer']:<30} {row['reference']:<36} {row['pass']:<17} "
-            f"{row['ours_ms']:>8.2f} {row['reference_ms']:>8.2f} {row['ratio']:>6.2f} {target:>7}"
-        )
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small batches, few repeats")
     args = parser.parse_args()
-    print(_format(run_benchmarks(args.quick)))
+    print(format_rows(run_benchmarks(args.quick)))
 
 
 if __name__ == "__main__":

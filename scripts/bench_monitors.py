@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from recipes.callbacks.monitors import build_monitors
+from scripts.bench_common import format_rows
 
 MONITOR_SCHEDULES = {"none": None, "per epoch": "epoch", "every 10 steps": 10}
 
@@ -95,12 +96,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one model, small data")
     args = parser.parse_args()
-    rows = run_benchmarks(args.quick)
-    print(f"{'model':<12} {'monitors':<16} {'seconds':>8} {'ratio':>7}")
-    for row in rows:
-        print(
-            f"{row['model']:<12} {row['monitors']:<16} {row['seconds']:>8.3f} {row['ratio']:>7.3f}"
-        )
+    print(format_rows(run_benchmarks(args.quick)))
 
 
 if __name__ == "__main__":

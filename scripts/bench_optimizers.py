@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from recipes.optim.optimizers import OPTIMIZER_NAMES, get_optimizer
+from scripts.bench_common import format_rows
 
 NEW_OPTIMIZERS = ("AdagradDA", "ProximalGradientDescent", "ProximalAdagrad")
 BUDGET_VS_KERAS_ADAGRAD = 1.3
@@ -191,20 +192,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small model, few steps")
     parser.add_argument("--jit", action="store_true", help="compile the steps with XLA")
     args = parser.parse_args()
-    rows = run_benchmarks(args.quick, jit=args.jit)
-    print(
-        f"{'optimizer':<24}{'ours':<24}{'keras':<10}{'ours ms':>9}{'keras ms':>10}"
-        f"{'tf.train ms':>12}{'vs keras':>10}{'vs tf.train':>12}"
-    )
-    for row in rows:
-        verdict = ""
-        if "within_budget" in row:
-            verdict = "  within 1.3x" if row["within_budget"] else "  OVER 1.3x budget"
-        print(
-            f"{row['optimizer']:<24}{row['ours']:<24}{row['keras']:<10}{row['ours_ms']:>9.2f}"
-            f"{row['keras_ms']:>10.2f}{row['tf_train_ms']:>12.2f}{row['ratio_vs_keras']:>10.2f}"
-            f"{row['ratio_vs_tf_train']:>12.2f}{verdict}"
-        )
+    print(format_rows(run_benchmarks(args.quick, jit=args.jit)))
 
 
 if __name__ == "__main__":
