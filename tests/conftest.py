@@ -1,5 +1,5 @@
 """Shared test fixtures and helpers: quiet TensorFlow, paths to the offline material beside the
-repo, waiting on a run's epochs, running Python in a fresh process."""
+repo, image-folder datasets, waiting on a run's epochs, running Python in a fresh process."""
 
 import os
 import subprocess
@@ -11,7 +11,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from recipes.callbacks.checkpoints import read_state
 
@@ -34,6 +36,16 @@ def fashion_mnist_dir() -> Path:
     if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"Fashion-MNIST IDX files not found at {FASHION_MNIST_DIR}")
     return FASHION_MNIST_DIR
+
+
+def write_image_folder(root: Path, images: Mapping[str, np.ndarray]) -> Path:
+    """A class-per-folder dataset: `root/<class>/<i>.png` for each class's uint8 images
+    (N, H, W, C); returns `root`."""
+    for class_name, class_images in images.items():
+        (root / class_name).mkdir(parents=True)
+        for i, image in enumerate(class_images):
+            (root / class_name / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    return root
 
 
 def wait_for_finished_epochs(

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from layers import MeanImageSubtraction
 from recipes.data.datasets import _tfds_name, assign_splits, load_dataset
+from tests.conftest import write_image_folder
 from tests.test_idx import write_split
 from tests.test_image_folder import make_folder
 
@@ -81,13 +82,9 @@ def test_dataset_statistics_agree_with_mean_image_subtraction_adapted_on_the_spl
     # One implementation serves both: MeanImageSubtraction adapted on the scaled training split
     # learns load_dataset's statistics and centers the images as its "mean_image" pipeline does.
     rng = np.random.default_rng(0)
-    for label in range(2):
-        (tmp_path / f"class{label}").mkdir()
-        for i in range(10):
-            # Channels of different means and spreads, so that a mix-up of channels shows.
-            image = rng.normal([60, 120, 200], [10, 30, 20], size=(6, 5, 3))
-            png = tf.io.encode_png(np.clip(image, 0, 255).astype(np.uint8)).numpy()
-            (tmp_path / f"class{label}" / f"{i}.png").write_bytes(png)
+    # Channels of different means and spreads, so that a mix-up of channels shows.
+    images = rng.normal([60, 120, 200], [10, 30, 20], size=(2, 10, 6, 5, 3)).clip(0, 255)
+    write_image_folder(tmp_path, dict(zip("ab", images.astype(np.uint8), strict=True)))
 
     def load(preprocessing):
         ds, info = load_dataset(

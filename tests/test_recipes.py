@@ -10,13 +10,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from recipes.__main__ import list_recipes
 from recipes.callbacks.checkpoints import read_state
 from recipes.data.datasets import load_dataset
 from recipes.train.runner import recipe_main
-from tests.conftest import REPO_ROOT, run_python, wait_for_finished_epochs
+from tests.conftest import REPO_ROOT, run_python, wait_for_finished_epochs, write_image_folder
 
 RECIPES = sorted(list_recipes())
 CIFAR_SHAPED = {
@@ -35,14 +34,11 @@ def run_recipe(name: str, *flags: str) -> dict:
 @pytest.fixture(scope="module")
 def cifar_shaped_folder(tmp_path_factory) -> Path:
     """32x32 RGB images in 3 class folders: small data of CIFAR-10's shape."""
-    root = tmp_path_factory.mktemp("cifar_like")
     rng = np.random.default_rng(0)
-    for label, colour in enumerate(([200, 30, 30], [30, 200, 30], [30, 30, 200])):
-        (root / f"class{label}").mkdir()
-        for i in range(12):
-            image = np.clip(rng.normal(colour, 40, size=(32, 32, 3)), 0, 255).astype(np.uint8)
-            (root / f"class{label}" / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
-    return root
+    colours = ([200, 30, 30], [30, 200, 30], [30, 30, 200])
+    noisy = [rng.normal(colour, 40, size=(12, 32, 32, 3)).clip(0, 255) for colour in colours]
+    images = {f"class{label}": array.astype(np.uint8) for label, array in enumerate(noisy)}
+    return write_image_folder(tmp_path_factory.mktemp("cifar_like"), images)
 
 
 def test_recipe_listing():

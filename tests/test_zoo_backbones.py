@@ -7,10 +7,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import zoo
-from tests.conftest import run_python
+from tests.conftest import run_python, write_image_folder
 from tests.test_recipes import run_recipe
 from tests.zoo_data import fashion_mnist_subset
 
@@ -106,12 +105,8 @@ def test_full_mode_through_the_runner_trains_the_head_then_the_top_block(shared_
     # fine_tune="full" is trained by the recipe runner alone: head first, then the top block at
     # lr x full_lr_factor.
     rng = np.random.default_rng(0)
-    for label in range(2):
-        folder = tmp_path / "images" / f"class{label}"
-        folder.mkdir(parents=True)
-        for i in range(8):
-            image = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
-            (folder / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    images = rng.integers(0, 256, (2, 8, 28, 28, 3), dtype=np.uint8)
+    write_image_folder(tmp_path / "images", {"a": images[0], "b": images[1]})
     weights = pretrained_no_top(shared_dir)
     metrics = run_recipe(
         "finetune_imagenet",
