@@ -8,6 +8,7 @@ import tensorflow as tf
 from recipes.optim.losses import (
     LOSS_NAMES,
     MulticlassHinge,
+    SummedError,
     canonical_loss_name,
     get_loss,
     loss_accepts_soft_labels,
@@ -199,8 +200,14 @@ def test_config_dicts_and_built_losses():
 def test_unknown_option_and_bad_margin_are_rejected():
     with pytest.raises(ValueError, match=r"takes no option.*from_logits.*its options: .*margin"):
         get_loss("svm_hinge", from_logits=True)
-    with pytest.raises(ValueError, match="margin must be a positive number; got -1"):
+    with pytest.raises(ValueError, match="AttributeHinge: `margin` must be a number > 0"):
         get_loss("attribute_hinge", margin=-1)
+    with pytest.raises(ValueError, match="Received: margin=True"):
+        get_loss("svm_hinge", margin=True)
+    with pytest.raises(ValueError, match="`from_logits` must be True or False"):
+        get_loss("softmax_cross_entropy", from_logits="no")
+    with pytest.raises(ValueError, match=r"`order` must be an integer in \[1, 2\]"):
+        SummedError(order=3)
 
 
 def test_label_and_output_contracts():

@@ -142,7 +142,18 @@ def test_listing_covers_every_name_and_is_accepted() -> None:
         (lambda: get_schedule("cosine", 0.1, steps_per_epoch=10), "needs `epochs`"),
         (lambda: get_schedule("exponential", 0.1), "`steps_per_epoch` is needed"),
         (lambda: get_schedule("constant", 0.1, warmup_epochs=1), "`steps_per_epoch` is needed"),
-        (lambda: get_schedule("constant", -0.1), r"`base_lr` must be in \(0, inf\)"),
+        (lambda: get_schedule("constant", -0.1), r"`base_lr` must be a number > 0\. Received"),
+        (lambda: get_schedule("constant", True), "Received: base_lr=True"),
+        (
+            lambda: get_schedule("cosine", 0.1, epochs=2, steps_per_epoch=True),
+            "steps_per_epoch=True",
+        ),
+        (lambda: get_schedule("exponential", 0.1, steps_per_epoch=5, staircase=1), "True or False"),
+        (
+            lambda: get_schedule("step", 0.1, steps_per_epoch=5, boundary_epochs=[1, "2"]),
+            r"`boundary_epochs\[1\]` must be a number >= 0",
+        ),
+        (lambda: get_schedule_callbacks("plateau", monitor=""), "`monitor` must be a metric name"),
         (lambda: get_schedule("cosine", 0.1, epochs=2, steps_per_epoch=0), "integer >= 1"),
         (lambda: get_schedule("step", 0.1, factor=10, epochs=4, steps_per_epoch=2), r"\(0, 1\)"),
         (

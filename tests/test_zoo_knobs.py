@@ -1,5 +1,7 @@
 """The shared knobs: each choice builds the layers it names, with the course's placement."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -156,6 +158,29 @@ def test_dropout_rates():
 def test_invalid_knob_values(knob, value, message):
     with pytest.raises(ValueError, match=message):
         Knobs(**{knob: value})
+
+
+@pytest.mark.parametrize(
+    ("knob", "message"),
+    [
+        ("l2", "`l2` must be a number >= 0. Received: l2=True"),
+        ("negative_slope", "`negative_slope` must be a number >= 0. Received: negative_slope=True"),
+        ("groups", "`groups` must be an integer >= 1. Received: groups=True"),
+        ("pieces", "`pieces` must be an integer >= 2. Received: pieces=True"),
+        ("dropout", "`dropout` must be a number in [0, 1). Received: dropout=True"),
+        ("max_norm", "`max_norm` must be None or a number > 0. Received: max_norm=True"),
+        ("init_value", "`init_value` must be a number. Received: init_value=True"),
+    ],
+)
+def test_booleans_are_not_numbers(knob, message):
+    # bool is an int in Python, so `l2=True` used to pass as a penalty of 1.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Knobs(**{knob: True})
+
+
+def test_integer_knobs_refuse_floats():
+    with pytest.raises(ValueError, match=re.escape("Received: sparse_k=3.0")):
+        Knobs(sparse_k=3.0)
 
 
 @pytest.mark.parametrize(

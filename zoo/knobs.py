@@ -14,7 +14,6 @@ and the `Maxout` layer takes the max over each group (Goodfellow et al., 2013).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from layers import (
     WeightNormalization,
     naming,
 )
+from layers.validation import check_integer, check_number
 
 ACTIVATIONS = (
     "sigmoid",
@@ -78,13 +78,6 @@ KNOB_DEFAULTS: dict[str, Any] = {
 _WEIGHT_NORMALIZABLE = (keras.layers.Dense, keras.layers.Conv2D)
 # Normalizations with their own learned shift make a bias in the preceding linear layer redundant.
 _SHIFTING_NORMS = ("batch", "group", "layer")
-
-
-def _check_range(knob: str, value: Any, low: float, high: float | None = None) -> None:
-    """Check low <= value (< high when given)."""
-    if not isinstance(value, int | float) or value < low or (high is not None and value >= high):
-        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-        raise ValueError(f"{knob} must be a number {bound}, got {value!r}.")
 
 
 def largest_divisor_at_most(channels: int, limit: int) -> int:
@@ -162,22 +155,21 @@ class Knobs:
         ):
             object.__setattr__(self, knob, names.resolve(getattr(self, knob)))
         object.__setattr__(self, "init", layers.initializers.canonical_name(self.init))
-        _check_range("negative_slope", self.negative_slope, 0.0)
-        _check_range("init_stddev", self.init_stddev, 0.0)
-        _check_range("init_value", self.init_value, -math.inf)
-        _check_range("bias_init", self.bias_init, -math.inf)
-        _check_range("l1", self.l1, 0.0)
-        _check_range("l2", self.l2, 0.0)
-        _check_range("input_dropout", self.input_dropout, 0.0, 1.0)
-        _check_range("dropout", self.dropout, 0.0, 1.0)
-        for knob, low in (("pieces", 2), ("groups", 1), ("sparse_k", 1)):
-            value = getattr(self, knob)
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{knob} must be an integer >= {low}, got {value!r}.")
-        if self.max_norm is not None and (
-            not isinstance(self.max_norm, int | float) or self.max_norm <= 0
+        # Booleans are refused: `l2=True` is a mistake, not a penalty of 1.
+        for knob, bounds in (
+            ("negative_slope", {"low": 0.0}),
+            ("init_stddev", {"low": 0.0}),
+            ("init_value", {}),
+            ("bias_init", {}),
+            ("l1", {"low": 0.0}),
+            ("l2", {"low": 0.0}),
+            ("max_norm", {"low": 0.0, "low_open": True, "optional": True}),
+            ("input_dropout", {"low": 0.0, "high": 1.0, "high_open": True}),
+            ("dropout", {"low": 0.0, "high": 1.0, "high_open": True}),
         ):
-            raise ValueError(f"max_norm must be None or a positive number, got {self.max_norm!r}.")
+            object.__setattr__(self, knob, check_number(knob, getattr(self, knob), **bounds))
+        for knob, low in (("pieces", 2), ("groups", 1), ("sparse_k", 1)):
+            object.__setattr__(self, knob, check_integer(knob, getattr(self, knob), low=low))
 
     # ----------------------------------------------------------------------------------------
     # Units

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 import layers
 from layers import naming
+from layers.validation import check_choice, check_integer, check_number, check_shape
 from recipes.data import augment_ops
 from recipes.data.augment_ops import Op
 
@@ -58,37 +59,21 @@ class Param:
     low_open: bool = False
     choices: tuple[str, ...] = ()
 
-    def accepted(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        noun = "an integer" if self.kind is int else "a number"
-        bounds = []
-        if self.low is not None:
-            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
-        if self.high is not None:
-            bounds.append(f"<= {self.high:g}")
-        return " ".join([noun, " and ".join(bounds)]).strip()
-
     def parse(self, op_name: str, text: str) -> int | float | str:
-        error = ValueError(
-            f"Augmentation {op_name!r}: parameter {self.name!r} must be {self.accepted()}; "
-            f"got {text!r}."
-        )
+        """The value `text` (from a spec) stands for, checked against the accepted range."""
+        owner = f"Augmentation {op_name!r}"
         if self.kind is str:
-            if text not in self.choices:
-                raise error
-            return text
+            return check_choice(self.name, text, self.choices, owner=owner)
         try:
             value = self.kind(text)
         except ValueError:
-            raise error from None
-        too_low = self.low is not None and (
-            value < self.low or (self.low_open and value == self.low)
+            # Not even a number of the right kind: the check below refuses the text itself.
+            value = text
+        if self.kind is int:
+            return check_integer(self.name, value, low=self.low, high=self.high, owner=owner)
+        return check_number(
+            self.name, value, low=self.low, high=self.high, low_open=self.low_open, owner=owner
         )
-        too_high = self.high is not None and value > self.high
-        if too_low or too_high or not math.isfinite(value):
-            raise error
-        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -549,16 +534,6 @@ class Augmentation:
         )
 
 
-def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(image_shape)
-    if len(shape) != 3 or not all(isinstance(n, numbers.Integral) and n > 0 for n in shape):
-        raise ValueError(
-            "image_shape must be (height, width, channels) of positive integers; "
-            f"got {image_shape!r}."
-        )
-    return tuple(int(n) for n in shape)
-
-
 def build_augmentation(
     spec: str | Sequence[str] | None,
     image_shape: Sequence[int],
@@ -584,11 +559,11 @@ def build_augmentation(
             preset are skipped with a warning instead), or a label-mixing op without
             `num_classes`.
     """
-    image_shape = _check_image_shape(image_shape)
+    # (height, width, channels)
+    image_shape = check_shape("image_shape", tuple(image_shape), rank=3)
+    seed = check_integer("seed", seed, low=0, optional=True)
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    elif not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None; got {seed!r}.")
     channels = image_shape[-1]
     kept: list[OpConfig] = []
     for config in parse_augment_spec(spec):

@@ -40,6 +40,7 @@ import keras
 from keras import ops
 
 from layers import naming
+from layers.validation import check_bool, check_integer, check_number
 
 _PACKAGE = "recipes"
 
@@ -147,7 +148,8 @@ class SoftmaxCrossEntropy(_OptionLoss):
         name="softmax_cross_entropy",
         dtype=None,
     ):
-        super().__init__(reduction, name, dtype, from_logits=bool(from_logits))
+        from_logits = check_bool("from_logits", from_logits, owner=type(self).__name__)
+        super().__init__(reduction, name, dtype, from_logits=from_logits)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -173,8 +175,10 @@ class MulticlassHinge(_OptionLoss):
         name="svm_hinge",
         dtype=None,
     ):
-        _check_margin(margin)
-        super().__init__(reduction, name, dtype, margin=float(margin), squared=bool(squared))
+        owner = type(self).__name__
+        margin = check_number("margin", margin, low=0.0, low_open=True, owner=owner)
+        squared = check_bool("squared", squared, owner=owner)
+        super().__init__(reduction, name, dtype, margin=margin, squared=squared)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -195,8 +199,8 @@ class AttributeHinge(_OptionLoss):
         name="attribute_hinge",
         dtype=None,
     ):
-        _check_margin(margin)
-        super().__init__(reduction, name, dtype, margin=float(margin))
+        margin = check_number("margin", margin, low=0.0, low_open=True, owner=type(self).__name__)
+        super().__init__(reduction, name, dtype, margin=margin)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -217,7 +221,8 @@ class AttributeLogistic(_OptionLoss):
         name="attribute_logistic",
         dtype=None,
     ):
-        super().__init__(reduction, name, dtype, from_logits=bool(from_logits))
+        from_logits = check_bool("from_logits", from_logits, owner=type(self).__name__)
+        super().__init__(reduction, name, dtype, from_logits=from_logits)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -232,14 +237,8 @@ class SummedError(_OptionLoss):
     fn = staticmethod(summed_error)
 
     def __init__(self, order: int = 2, reduction="sum_over_batch_size", name=None, dtype=None):
-        if order not in (1, 2):
-            raise ValueError(f"order must be 1 (L1) or 2 (L2); got {order!r}.")
-        super().__init__(reduction, name or f"l{order}", dtype, order=int(order))
-
-
-def _check_margin(margin: float) -> None:
-    if not isinstance(margin, (int, float)) or not margin > 0:
-        raise ValueError(f"margin must be a positive number; got {margin!r}.")
+        order = check_integer("order", order, low=1, high=2, owner=type(self).__name__)
+        super().__init__(reduction, name or f"l{order}", dtype, order=order)
 
 
 @dataclasses.dataclass(frozen=True)

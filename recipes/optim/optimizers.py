@@ -29,6 +29,7 @@ from typing import Any
 import keras
 
 from layers import naming
+from layers.validation import check_bool, check_integer, check_number
 from recipes.optim.tf_train import (
     AdagradDA,
     ProximalAdagrad,
@@ -40,7 +41,6 @@ from recipes.optim.tf_train import (
     TFTrainMomentum,
     TFTrainRMSProp,
 )
-from recipes.optim.validation import check_bool, check_int, check_real
 
 OPTIMIZER_NAMES: tuple[str, ...] = (
     "GradientDescent",
@@ -60,19 +60,16 @@ LearningRate = float | keras.optimizers.schedules.LearningRateSchedule | Callabl
 
 @dataclasses.dataclass(frozen=True)
 class _Hyperparameter:
-    """A hyperparameter's tf.train default and its check `(owner, name, value) -> value`."""
+    """A hyperparameter's tf.train default and its check `(name, value, owner=...) -> value`."""
 
     default: Any
-    check: Callable[[str, str, Any], Any]
+    check: Callable[..., Any]
 
 
-def _optional_positive(owner: str, name: str, value: Any) -> float | None:
-    return None if value is None else check_real(owner, name, value, low=0.0, low_inclusive=False)
-
-
-_UNIT_INTERVAL = functools.partial(check_real, low=0.0, high=1.0, high_inclusive=False)
-_NON_NEGATIVE = functools.partial(check_real, low=0.0)
-_POSITIVE = functools.partial(check_real, low=0.0, low_inclusive=False)
+_OPTIONAL_POSITIVE = functools.partial(check_number, low=0.0, low_open=True, optional=True)
+_UNIT_INTERVAL = functools.partial(check_number, low=0.0, high=1.0, high_open=True)
+_NON_NEGATIVE = functools.partial(check_number, low=0.0)
+_POSITIVE = functools.partial(check_number, low=0.0, low_open=True)
 
 
 def _unit(default: float) -> _Hyperparameter:
@@ -99,11 +96,11 @@ COMMON_HYPERPARAMETERS: dict[str, Any] = {
     "global_clipnorm": None,
     "accumulate_steps": 1,
 }
-_COMMON_CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
-    "clipnorm": _optional_positive,
-    "clipvalue": _optional_positive,
-    "global_clipnorm": _optional_positive,
-    "accumulate_steps": functools.partial(check_int, low=1),
+_COMMON_CHECKS: dict[str, Callable[..., Any]] = {
+    "clipnorm": _OPTIONAL_POSITIVE,
+    "clipvalue": _OPTIONAL_POSITIVE,
+    "global_clipnorm": _OPTIONAL_POSITIVE,
+    "accumulate_steps": functools.partial(check_integer, low=1),
 }
 
 # Other spellings of the canonical hyperparameter names, from tf.train and Keras. An alias is only
@@ -217,7 +214,7 @@ _SPECS: dict[str, _OptimizerSpec] = {
     "Ftrl": _OptimizerSpec(
         learning_rate=0.001,
         hyperparameters={
-            "learning_rate_power": _Hyperparameter(-0.5, functools.partial(check_real, high=0.0)),
+            "learning_rate_power": _Hyperparameter(-0.5, functools.partial(check_number, high=0.0)),
             "initial_accumulator_value": _non_negative(0.1),
             **_L1_L2,
             "l2_shrinkage": _non_negative(0.0),
@@ -337,7 +334,7 @@ def get_optimizer(
         return get_optimizer(name, **options)
     canonical = canonical_optimizer_name(name)
     spec = _SPECS[canonical]
-    check_bool(canonical, "tf_train_compat", tf_train_compat)
+    check_bool("tf_train_compat", tf_train_compat, owner=canonical)
     values = optimizer_hyperparameters(canonical, tf_train_compat=tf_train_compat)
     values["learning_rate"] = _check_learning_rate(
         canonical, spec.learning_rate if learning_rate is None else learning_rate
@@ -357,9 +354,9 @@ def get_optimizer(
         values[target] = value
     learning_rate = values.pop("learning_rate")
     for key, param in spec.hyperparameters.items():
-        values[key] = param.check(canonical, key, values[key])
+        values[key] = param.check(key, values[key], owner=canonical)
     for key, check in _COMMON_CHECKS.items():
-        values[key] = check(canonical, key, values[key])
+        values[key] = check(key, values[key], owner=canonical)
     accumulate_steps = values.pop("accumulate_steps")
     # Keras counts accumulation from 2; one step is no accumulation.
     values["gradient_accumulation_steps"] = accumulate_steps if accumulate_steps > 1 else None
@@ -373,4 +370,4 @@ def _check_learning_rate(owner: str, learning_rate: Any) -> LearningRate:
     ):
         return learning_rate
     # Keras rejects ints ("1" from a config file is a float learning rate).
-    return check_real(owner, "learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    return check_number("learning_rate", learning_rate, low=0.0, low_open=True, owner=owner)

@@ -41,7 +41,7 @@ import keras
 from keras import ops
 
 from layers import naming
-from recipes.optim.validation import check_bool, check_int, check_real
+from layers.validation import check_bool, check_integer, check_number
 
 SCHEDULE_NAMES: tuple[str, ...] = (
     "constant",
@@ -78,9 +78,9 @@ class LinearWarmup(Schedule):
 
     def __init__(self, schedule: float | Schedule, warmup_steps: int) -> None:
         if not isinstance(schedule, Schedule):
-            schedule = check_real("LinearWarmup", "schedule", schedule, low=0.0)
+            schedule = check_number("schedule", schedule, low=0.0, owner="LinearWarmup")
         self.schedule = schedule
-        self.warmup_steps = check_int("LinearWarmup", "warmup_steps", warmup_steps, low=1)
+        self.warmup_steps = check_integer("warmup_steps", warmup_steps, low=1, owner="LinearWarmup")
 
     def _after_warmup(self, step: Any) -> Any:
         if isinstance(self.schedule, Schedule):
@@ -128,31 +128,34 @@ class _Timing:
         return self.epochs
 
 
-def _optional_number_list(owner: str, name: str, value: Any) -> tuple[float, ...] | None:
+# Argument checks, called as `check(name, value, owner=...)`: layers.validation's, and two shapes
+# of value it has no check for.
+def _optional_number_list(name: str, value: Any, *, owner: str) -> tuple[float, ...] | None:
     if value is None:
         return None
     if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
-        raise ValueError(f"{owner}: `{name}` must be a non-empty list of numbers, got {value!r}.")
-    return tuple(check_real(owner, f"{name}[{i}]", v, low=0.0) for i, v in enumerate(value))
+        raise ValueError(
+            f"{owner}: `{name}` must be None or a non-empty list of numbers. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(check_number(f"{name}[{i}]", v, low=0.0, owner=owner) for i, v in enumerate(value))
 
 
-def _optional_positive(owner: str, name: str, value: Any) -> float | None:
-    return None if value is None else check_real(owner, name, value, low=0.0, low_inclusive=False)
-
-
-def _string(owner: str, name: str, value: Any) -> str:
+def _metric_name(name: str, value: Any, *, owner: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ValueError(f"{owner}: `{name}` must be a non-empty string, got {value!r}.")
+        raise ValueError(
+            f"{owner}: `{name}` must be a metric name (a non-empty string). "
+            f"Received: {name}={value!r}"
+        )
     return value
 
 
-_POSITIVE = functools.partial(check_real, low=0.0, low_inclusive=False)
-_NON_NEGATIVE = functools.partial(check_real, low=0.0)
-_FRACTION = functools.partial(check_real, low=0.0, high=1.0)
-_DECAY_FACTOR = functools.partial(
-    check_real, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
-)
-_NON_NEGATIVE_INT = functools.partial(check_int, low=0)
+_POSITIVE = functools.partial(check_number, low=0.0, low_open=True)
+_OPTIONAL_POSITIVE = functools.partial(_POSITIVE, optional=True)
+_NON_NEGATIVE = functools.partial(check_number, low=0.0)
+_FRACTION = functools.partial(check_number, low=0.0, high=1.0)
+_DECAY_FACTOR = functools.partial(check_number, low=0.0, high=1.0, low_open=True, high_open=True)
+_NON_NEGATIVE_INT = functools.partial(check_integer, low=0)
 
 
 def _constant(base_lr: float, timing: _Timing) -> float:
@@ -250,14 +253,14 @@ def _cosine_restarts(
 class _ScheduleSpec:
     """A schedule's keyword arguments (`name -> (default, check)`) and its builder."""
 
-    arguments: dict[str, tuple[Any, Callable[[str, str, Any], Any]]]
+    arguments: dict[str, tuple[Any, Callable[..., Any]]]
     build: Callable[..., float | Schedule]
 
 
-_PLATEAU_ARGUMENTS: dict[str, tuple[Any, Callable[[str, str, Any], Any]]] = {
+_PLATEAU_ARGUMENTS: dict[str, tuple[Any, Callable[..., Any]]] = {
     "factor": (0.1, _DECAY_FACTOR),
     "patience": (10, _NON_NEGATIVE_INT),
-    "monitor": ("val_loss", _string),
+    "monitor": ("val_loss", _metric_name),
     "min_delta": (1e-4, _NON_NEGATIVE),
     "cooldown": (0, _NON_NEGATIVE_INT),
     "min_lr": (0.0, _NON_NEGATIVE),
@@ -270,7 +273,7 @@ _SPECS: dict[str, _ScheduleSpec] = {
             "factor": (0.1, _DECAY_FACTOR),
             "boundary_epochs": (None, _optional_number_list),
             "values": (None, _optional_number_list),
-            "drop_every_epochs": (None, _optional_positive),
+            "drop_every_epochs": (None, _OPTIONAL_POSITIVE),
         },
         _step,
     ),
@@ -367,12 +370,12 @@ def get_schedule(
     spec = _SPECS[canonical]
     if base_lr is None:
         raise ValueError(f"Schedule {canonical!r} needs `base_lr`, the peak learning rate.")
-    base_lr = check_real(canonical, "base_lr", base_lr, low=0.0, low_inclusive=False)
-    if steps_per_epoch is not None:
-        steps_per_epoch = check_int(canonical, "steps_per_epoch", steps_per_epoch, low=1)
-    if epochs is not None:
-        epochs = check_real(canonical, "epochs", epochs, low=0.0, low_inclusive=False)
-    warmup_epochs = check_real(canonical, "warmup_epochs", warmup_epochs, low=0.0)
+    base_lr = check_number("base_lr", base_lr, low=0.0, low_open=True, owner=canonical)
+    steps_per_epoch = check_integer(
+        "steps_per_epoch", steps_per_epoch, low=1, optional=True, owner=canonical
+    )
+    epochs = check_number("epochs", epochs, low=0.0, low_open=True, optional=True, owner=canonical)
+    warmup_epochs = check_number("warmup_epochs", warmup_epochs, low=0.0, owner=canonical)
     arguments = _check_arguments(canonical, spec, kwargs)
     timing = _Timing(canonical, steps_per_epoch, epochs)
     if canonical == "plateau":
@@ -404,7 +407,7 @@ def _built_schedule(
     if not isinstance(schedule, Schedule):
         schedule = keras.optimizers.schedules.deserialize(dict(schedule))
     owner = type(schedule).__name__
-    warmup_epochs = check_real(owner, "warmup_epochs", warmup_epochs, low=0.0)
+    warmup_epochs = check_number("warmup_epochs", warmup_epochs, low=0.0, owner=owner)
     if warmup_epochs > 0:
         timing = _Timing(owner, steps_per_epoch, epochs)
         schedule = LinearWarmup(schedule, timing.steps("warmup_epochs", warmup_epochs))
@@ -441,6 +444,6 @@ def _check_arguments(owner: str, spec: _ScheduleSpec, kwargs: dict[str, Any]) ->
             f"It accepts: {accepted}."
         )
     return {
-        key: check(owner, key, kwargs.get(key, default))
+        key: check(key, kwargs.get(key, default), owner=owner)
         for key, (default, check) in spec.arguments.items()
     }

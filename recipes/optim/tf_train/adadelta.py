@@ -8,8 +8,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from layers.validation import check_number
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
-from recipes.optim.validation import check_real
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -45,8 +45,8 @@ class TFTrainAdadelta(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.rho = check_real(owner, "rho", rho, low=0.0, high=1.0, high_inclusive=False)
-        self.epsilon = check_real(owner, "epsilon", epsilon, low=0.0, low_inclusive=False)
+        self.rho = check_number("rho", rho, low=0.0, high=1.0, high_open=True, owner=owner)
+        self.epsilon = check_number("epsilon", epsilon, low=0.0, low_open=True, owner=owner)
 
     def _slot_initial_values(self) -> dict[str, float]:
         return {"accumulator": 0.0, "update_accumulator": 0.0}

@@ -8,12 +8,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from layers.validation import check_number
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
 from recipes.optim.tf_train.proximal_operator import soft_threshold
-from recipes.optim.validation import (
-    check_initial_accumulator,
-    check_regularization_strengths,
-)
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -57,11 +54,19 @@ class AdagradDA(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.initial_accumulator_value = check_initial_accumulator(owner, initial_accumulator_value)
-        self.l1_regularization_strength, self.l2_regularization_strength = (
-            check_regularization_strengths(
-                owner, l1_regularization_strength, l2_regularization_strength
-            )
+        # Positive, or the first step divides by zero where a gradient is zero.
+        self.initial_accumulator_value = check_number(
+            "initial_accumulator_value",
+            initial_accumulator_value,
+            low=0.0,
+            low_open=True,
+            owner=owner,
+        )
+        self.l1_regularization_strength = check_number(
+            "l1_regularization_strength", l1_regularization_strength, low=0.0, owner=owner
+        )
+        self.l2_regularization_strength = check_number(
+            "l2_regularization_strength", l2_regularization_strength, low=0.0, owner=owner
         )
 
     def _slot_initial_values(self) -> dict[str, float]:

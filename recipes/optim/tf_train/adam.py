@@ -8,8 +8,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from layers.validation import check_number
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
-from recipes.optim.validation import check_real
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -49,9 +49,9 @@ class TFTrainAdam(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.beta_1 = check_real(owner, "beta_1", beta_1, low=0.0, high=1.0, high_inclusive=False)
-        self.beta_2 = check_real(owner, "beta_2", beta_2, low=0.0, high=1.0, high_inclusive=False)
-        self.epsilon = check_real(owner, "epsilon", epsilon, low=0.0)
+        self.beta_1 = check_number("beta_1", beta_1, low=0.0, high=1.0, high_open=True, owner=owner)
+        self.beta_2 = check_number("beta_2", beta_2, low=0.0, high=1.0, high_open=True, owner=owner)
+        self.epsilon = check_number("epsilon", epsilon, low=0.0, owner=owner)
 
     def build(self, var_list: list[keras.Variable]) -> None:
         if self.built:

@@ -8,8 +8,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from layers.validation import check_number
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
-from recipes.optim.validation import check_real, check_regularization_strengths
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -55,28 +55,30 @@ class TFTrainFtrl(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.learning_rate_power = check_real(
-            owner, "learning_rate_power", learning_rate_power, high=0.0
+        self.learning_rate_power = check_number(
+            "learning_rate_power", learning_rate_power, high=0.0, owner=owner
         )
-        self.initial_accumulator_value = check_real(
-            owner,
+        # 0 ** -p is infinite unless the power is 0.
+        self.initial_accumulator_value = check_number(
             "initial_accumulator_value",
             initial_accumulator_value,
             low=0.0,
-            low_inclusive=self.learning_rate_power == 0.0,
+            low_open=self.learning_rate_power != 0.0,
+            owner=owner,
         )
-        self.l1_regularization_strength, self.l2_regularization_strength = (
-            check_regularization_strengths(
-                owner, l1_regularization_strength, l2_regularization_strength
-            )
+        self.l1_regularization_strength = check_number(
+            "l1_regularization_strength", l1_regularization_strength, low=0.0, owner=owner
         )
-        self.l2_shrinkage_regularization_strength = check_real(
-            owner,
+        self.l2_regularization_strength = check_number(
+            "l2_regularization_strength", l2_regularization_strength, low=0.0, owner=owner
+        )
+        self.l2_shrinkage_regularization_strength = check_number(
             "l2_shrinkage_regularization_strength",
             l2_shrinkage_regularization_strength,
             low=0.0,
+            owner=owner,
         )
-        self.beta = check_real(owner, "beta", beta, low=0.0)
+        self.beta = check_number("beta", beta, low=0.0, owner=owner)
 
     def _slot_initial_values(self) -> dict[str, float]:
         return {"accumulator": self.initial_accumulator_value, "linear": 0.0}

@@ -7,8 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from layers.validation import check_bool, check_number
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
-from recipes.optim.validation import check_bool, check_real
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -39,10 +39,10 @@ class TFTrainMomentum(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.momentum = check_real(
-            owner, "momentum", momentum, low=0.0, high=1.0, high_inclusive=False
+        self.momentum = check_number(
+            "momentum", momentum, low=0.0, high=1.0, high_open=True, owner=owner
         )
-        self.nesterov = check_bool(owner, "nesterov", nesterov)
+        self.nesterov = check_bool("nesterov", nesterov, owner=owner)
 
     def _slot_initial_values(self) -> dict[str, float]:
         return {"momentum": 0.0}

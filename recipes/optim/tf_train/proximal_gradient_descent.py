@@ -7,9 +7,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from layers.validation import check_number
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
 from recipes.optim.tf_train.proximal_operator import proximal_l1_l2
-from recipes.optim.validation import check_regularization_strengths
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -41,10 +41,11 @@ class ProximalGradientDescent(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.l1_regularization_strength, self.l2_regularization_strength = (
-            check_regularization_strengths(
-                owner, l1_regularization_strength, l2_regularization_strength
-            )
+        self.l1_regularization_strength = check_number(
+            "l1_regularization_strength", l1_regularization_strength, low=0.0, owner=owner
+        )
+        self.l2_regularization_strength = check_number(
+            "l2_regularization_strength", l2_regularization_strength, low=0.0, owner=owner
         )
 
     def _slot_initial_values(self) -> dict[str, float]:

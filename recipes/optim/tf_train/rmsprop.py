@@ -8,8 +8,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from layers.validation import check_bool, check_number
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
-from recipes.optim.validation import check_bool, check_real
 
 
 @keras.saving.register_keras_serializable(package="recipes")
@@ -47,12 +47,12 @@ class TFTrainRMSProp(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.rho = check_real(owner, "rho", rho, low=0.0, high=1.0, high_inclusive=False)
-        self.momentum = check_real(
-            owner, "momentum", momentum, low=0.0, high=1.0, high_inclusive=False
+        self.rho = check_number("rho", rho, low=0.0, high=1.0, high_open=True, owner=owner)
+        self.momentum = check_number(
+            "momentum", momentum, low=0.0, high=1.0, high_open=True, owner=owner
         )
-        self.epsilon = check_real(owner, "epsilon", epsilon, low=0.0)
-        self.centered = check_bool(owner, "centered", centered)
+        self.epsilon = check_number("epsilon", epsilon, low=0.0, owner=owner)
+        self.centered = check_bool("centered", centered, owner=owner)
 
     def _slot_initial_values(self) -> dict[str, float]:
         slots = {"mean_square": 1.0, "momentum": 0.0}
