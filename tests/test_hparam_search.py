@@ -1,6 +1,7 @@
 """Hyperparameter search: spec parsing, narrowing, stage plans, reports, and real tiny searches."""
 
 import csv
+import json
 import math
 import signal
 import subprocess
@@ -26,11 +27,13 @@ from recipes.search.report import (
 from recipes.search.space import apply_values, build_hyperparameters
 from recipes.search.stage import StagePlan, read_plan, write_plan
 from recipes.search.tuner import make_oracle
-from recipes.train.config import BASE_DEFAULTS, resolve_config
+from recipes.train.config import RunConfig, resolve_config
 from recipes.train.runner import recipe_main
 from tests.conftest import REPO_ROOT
 
 RECIPE = "lenet5_fashion_mnist"
+# The configuration every run starts from, in the sectioned form a search's plans hold.
+DEFAULT_CONFIG = RunConfig().to_dict()
 # A tiny model on the embedded sample: a trial trains in about a second.
 TINY_RECIPE_FLAGS = [
     "--dataset",
@@ -86,8 +89,9 @@ def test_parse_numeric_kinds():
         None,
     )
     batch = parse_param("batch-size=logint:32:256:4")
+    # The name stays as given: the config reads flag spellings and dotted keys alike.
     assert (batch.name, batch.low, batch.high, batch.points, batch.is_int) == (
-        "batch_size",
+        "batch-size",
         32,
         256,
         4,
@@ -112,10 +116,10 @@ def test_parse_choice_values_are_typed():
         ("lr", "expected NAME=KIND"),
         ("lr=", "expected NAME=KIND"),
         ("lr=uniform:0:1", "unknown range kind 'uniform'"),
-        ("activaton=choice:a,b", "unknown option 'activaton'.*did you mean activation"),
+        ("activaton=choice:a,b", "Unknown option 'activaton' in --param. Did you mean activation"),
         ("out_dir=choice:a,b", "set by the search"),
         ("model_options=int:1:3", "search one entry of it"),
-        ("lr.x=log:1e-4:1e-1", "only the dict-valued options"),
+        ("lr.x=log:1e-4:1e-1", "Unknown option 'optim.lr.x'"),
         ("lr=log:1e-1:1e-4", "low < high"),
         ("lr=log:0.1:0.1", "low < high"),
         ("lr=log:0:1e-1", "positive bounds"),
@@ -199,10 +203,12 @@ def test_edge_warning_positions():
 
 
 def test_apply_values_sets_options_and_entries_without_mutating():
-    config = {"lr": 0.1, "model_options": {"depth": 2}}
+    config = RunConfig().updated({"optim.lr": 0.1, "model.options": {"depth": 2}}).to_dict()
+    before = json.dumps(config)
     updated = apply_values(config, {"lr": 0.01, "model_options.width": 16})
-    assert updated == {"lr": 0.01, "model_options": {"depth": 2, "width": 16}}
-    assert config == {"lr": 0.1, "model_options": {"depth": 2}}
+    assert updated["optim"]["lr"] == 0.01
+    assert updated["model"]["options"] == {"depth": 2, "width": 16}
+    assert json.dumps(config) == before
 
 
 # ---- plans, oracles, settings ----
@@ -218,7 +224,7 @@ def make_plan(**changes) -> StagePlan:
         "max_trials": 3,
         "grid_points": 3,
         "seed": 1,
-        "base_config": {"lr": 0.1, "image_size": [8, 8]},
+        "base_config": DEFAULT_CONFIG,
     }
     return StagePlan(**{**values, **changes})
 
@@ -245,7 +251,7 @@ def test_make_oracle_validates():
 
 def test_settings_defaults_and_validation(tmp_path):
     specs = tuple(parse_params(["lr=log:1e-4:1e-1:4", "activation=choice:relu,tanh"]))
-    base = {**BASE_DEFAULTS, "epochs": 8}
+    base = RunConfig().updated({"run.epochs": 8}).to_dict()
     settings = SearchSettings(RECIPE, specs, base, tmp_path)
     assert settings.epochs == {1: 2, 2: 8}
     plan1 = settings.plan(1, specs)
@@ -260,7 +266,7 @@ def test_settings_defaults_and_validation(tmp_path):
 
 def test_resuming_with_other_settings_is_refused_before_training(tmp_path):
     specs = tuple(parse_params(["lr=log:1e-4:1e-1"]))
-    settings = SearchSettings(RECIPE, specs, dict(BASE_DEFAULTS), tmp_path)
+    settings = SearchSettings(RECIPE, specs, DEFAULT_CONFIG, tmp_path)
     write_plan(tmp_path, settings.plan(1, parse_params(["lr=log:1e-3:1e-1"])))
     with pytest.raises(ValueError, match="other settings.*params"):
         run_search(settings)
@@ -272,10 +278,10 @@ def test_resuming_with_other_settings_is_refused_before_training(tmp_path):
 def test_cli_resolves_recipe_flags_and_search_flags(tmp_path):
     settings = parse_settings(search_argv(tmp_path / "s", "--search", "grid", "--workers", "1"))
     assert settings.strategy == "grid" and settings.search_dir == tmp_path / "s"
-    assert settings.base_config["model"] == "mlp"
-    assert settings.base_config["model_options"] == {"depth": 1, "width": 8}
-    assert settings.base_config["optimizer_options"] == {"momentum": 0.9}  # recipe default
-    assert settings.base_config["verbose"] == 0
+    assert settings.base_config["model"]["name"] == "mlp"
+    assert settings.base_config["model"]["options"] == {"depth": 1, "width": 8}
+    assert settings.base_config["optim"]["options"] == {"momentum": 0.9}  # recipe default
+    assert settings.base_config["run"]["verbose"] == 0
     assert [spec.name for spec in settings.specs] == ["lr", "l2", "activation"]
 
 
@@ -382,15 +388,15 @@ def test_two_stage_search_end_to_end_and_resume(tmp_path, capsys):
     # The best config is a recipe --config: it resolves and the recipe runs with it.
     config_file = search_dir / BEST_CONFIG
     config = resolve_config(lenet5_fashion_mnist.DEFAULTS, ["--config", str(config_file)], "t", "")
-    assert config["lr"] == pytest.approx(best.values["lr"])
-    assert config["activation"] == best.values["activation"]
-    assert config["model_options"] == {"depth": 1, "width": 8}
-    assert yaml.safe_load(config_file.read_text())["epochs"] == 1
+    assert config.optim.lr == pytest.approx(best.values["lr"])
+    assert config.model.knobs["activation"] == best.values["activation"]
+    assert config.model.options == {"depth": 1, "width": 8}
+    assert yaml.safe_load(config_file.read_text())["run"]["epochs"] == 1
     capsys.readouterr()
     recipe_main(
         RECIPE, "", lenet5_fashion_mnist.DEFAULTS, ["--config", str(config_file), "--dry-run"]
     )
-    assert '"model": "mlp"' in capsys.readouterr().out
+    assert '"name": "mlp"' in capsys.readouterr().out
 
     # Rerunning with one more stage-1 trial runs only that trial; stage 2 is done already.
     before = finished_runs(search_dir)
