@@ -15,6 +15,7 @@ import yaml
 
 from recipes import lenet5_fashion_mnist
 from recipes.search import SearchSettings, TrialRecord, parse_param, parse_params, run_search
+from recipes.search import tuner as tuner_module
 from recipes.search.cli import main, parse_settings
 from recipes.search.report import (
     BEST_CONFIG,
@@ -25,8 +26,14 @@ from recipes.search.report import (
     write_trials_csv,
 )
 from recipes.search.space import apply_values, build_hyperparameters
-from recipes.search.stage import StagePlan, read_plan, write_plan
-from recipes.search.tuner import make_oracle
+from recipes.search.stage import StagePlan, build_tuner, read_plan, write_plan
+from recipes.search.tuner import (
+    IDLE_WAIT_S,
+    hyperband_budgets,
+    hyperband_epochs,
+    make_oracle,
+    searched_values,
+)
 from recipes.train.config import RunConfig, resolve_config
 from recipes.train.runner import recipe_main
 from tests.conftest import REPO_ROOT
@@ -49,7 +56,10 @@ TINY_RECIPE_FLAGS = [
 ]
 
 
-def search_argv(search_dir: Path, *extra: str) -> list[str]:
+ONE_EPOCH_STAGES = ("--stage1-epochs", "1", "--stage2-epochs", "1")
+
+
+def search_argv(search_dir: Path, *extra: str, epochs: tuple[str, ...] = ONE_EPOCH_STAGES):
     return [
         "--recipe",
         RECIPE,
@@ -59,10 +69,7 @@ def search_argv(search_dir: Path, *extra: str) -> list[str]:
         "l2=log:1e-6:1e-2",
         "--param",
         "activation=choice:relu,tanh",
-        "--stage1-epochs",
-        "1",
-        "--stage2-epochs",
-        "1",
+        *epochs,
         "--search-dir",
         str(search_dir),
         *extra,
@@ -236,17 +243,94 @@ def test_stage_plan_file_round_trip(tmp_path):
     assert read_plan(tmp_path, 2) is None
     assert plan.differences(make_plan(max_trials=5), ignore=("max_trials",)) == []
     assert plan.differences(make_plan(epochs=2)) == ["epochs: 1 vs 2"]
-    with pytest.raises(ValueError, match="unknown search strategy"):
-        make_plan(strategy="bayesian")
+    with pytest.raises(ValueError, match="unknown search engine 'bayes'"):
+        make_plan(strategy="bayes")
+
+
+def test_plans_written_before_the_engine_options_still_load(tmp_path):
+    text = make_plan().to_json()
+    old = {k: v for k, v in json.loads(text).items() if not k.startswith(("hyperband", "initial"))}
+    assert len(old) == len(json.loads(text)) - 3
+    assert StagePlan.from_json(json.dumps(old)) == make_plan()
+
+
+def test_engine_options_belong_to_their_engine_plans():
+    hyperband = make_plan(strategy="hyperband", hyperband_factor=3, hyperband_iterations=1)
+    assert StagePlan.from_json(hyperband.to_json()) == hyperband
+    with pytest.raises(ValueError, match="needs hyperband_factor"):
+        make_plan(strategy="hyperband")
+    with pytest.raises(ValueError, match="only a hyperband plan"):
+        make_plan(hyperband_factor=3, hyperband_iterations=1)
+    with pytest.raises(ValueError, match="initial_points belongs to bayesian plans"):
+        make_plan(initial_points=2)
+    assert make_plan(strategy="bayesian", initial_points=2).initial_points == 2
+
+
+def test_trial_config_takes_the_searched_values_and_the_epoch_budget():
+    plan = make_plan(epochs=4)
+    expected = RunConfig().updated({"optim.lr": 0.5, "run.epochs": 4}).to_dict()
+    assert plan.trial_config({"lr": 0.5}) == expected
+    expected["run"]["epochs"] = 2
+    assert plan.trial_config({"lr": 0.5}, 2) == expected
 
 
 def test_make_oracle_validates():
     space = build_hyperparameters(parse_params(["lr=log:1e-4:1e-1"]), grid=False, default_points=3)
     assert isinstance(make_oracle("grid", space, 3, seed=2), keras_tuner.oracles.GridSearchOracle)
-    with pytest.raises(ValueError, match="unknown search strategy"):
+    with pytest.raises(
+        ValueError,
+        match="unknown search engine 'bayes'; the engines are: random, grid, bayesian, hyperband",
+    ):
         make_oracle("bayes", space, 3, seed=1)
     with pytest.raises(ValueError, match="nonzero"):
         make_oracle("random", space, 3, seed=0)
+    with pytest.raises(ValueError, match="needs max_epochs"):
+        make_oracle("hyperband", space, 3, seed=1)
+
+
+def test_make_oracle_for_the_bayesian_and_hyperband_engines():
+    space = build_hyperparameters(parse_params(["lr=log:1e-4:1e-1"]), grid=False, default_points=3)
+    bayesian = make_oracle("bayesian", space, 7, seed=2, initial_points=4)
+    assert isinstance(bayesian, keras_tuner.oracles.BayesianOptimizationOracle)
+    assert (bayesian.max_trials, bayesian.num_initial_points) == (7, 4)
+    hyperband = make_oracle(
+        "hyperband", space, 100, seed=2, max_epochs=9, hyperband_factor=3, hyperband_iterations=2
+    )
+    assert isinstance(hyperband, keras_tuner.oracles.HyperbandOracle)
+    assert (hyperband.max_epochs, hyperband.factor, hyperband.hyperband_iterations) == (9, 3, 2)
+    assert hyperband.max_trials == 2 * 23  # its own count (see the budgets below), not 100
+
+
+def test_hyperband_budgets_follow_its_brackets():
+    # max_epochs 2, factor 2: a bracket of 2 one-epoch trials whose best trains 2 epochs, then a
+    # bracket of 2 two-epoch trials.
+    assert hyperband_budgets(2, 2, 1) == [1, 1, 2, 2, 2]
+    # The example of the Hyperband paper's shape: 3 brackets for 9 epochs at factor 3.
+    assert hyperband_budgets(9, 3, 1) == [1] * 9 + [3] * 3 + [9] + [3] * 5 + [9] * 2 + [9] * 3
+    assert hyperband_budgets(3, 3, 2) == [1, 1, 1, 3, 3, 3] * 2
+
+
+def test_hyperband_entries_are_kept_out_of_the_searched_values():
+    values = {"lr": 0.1, "tuner/epochs": 3, "tuner/initial_epoch": 1, "tuner/trial_id": "0"}
+    assert searched_values(values) == {"lr": 0.1}
+    assert hyperband_epochs(values) == 3
+    assert hyperband_epochs({"lr": 0.1}) is None
+
+
+def test_a_tuner_pauses_before_asking_again_after_an_idle_answer(tmp_path, monkeypatch):
+    # KerasTuner's loop: pre_create_trial, then create_trial; on_trial_begin only if it got one.
+    sleeps = []
+    monkeypatch.setattr(tuner_module.time, "sleep", sleeps.append)
+    plan = make_plan(strategy="hyperband", epochs=2, hyperband_factor=2, hyperband_iterations=1)
+    tuner = build_tuner(tmp_path, plan)
+    tuner.pre_create_trial()
+    trial = tuner.oracle.create_trial("tuner0")
+    tuner.on_trial_begin(trial)
+    tuner.pre_create_trial()  # after a trial: asks at once
+    assert sleeps == []
+    tuner.pre_create_trial()  # no trial since the last ask (the oracle said IDLE): waits
+    tuner.pre_create_trial()
+    assert sleeps == [IDLE_WAIT_S, IDLE_WAIT_S]
 
 
 def test_settings_defaults_and_validation(tmp_path):
@@ -260,8 +344,57 @@ def test_settings_defaults_and_validation(tmp_path):
     assert grid.plan(1, specs).max_trials == 8  # capped at the 4 x 2 grid
     with pytest.raises(ValueError, match="workers must be >= 1"):
         SearchSettings(RECIPE, specs, base, tmp_path, workers=0)
-    with pytest.raises(ValueError, match="unknown search 'bayes'"):
+    with pytest.raises(ValueError, match="unknown search engine 'bayes'"):
         SearchSettings(RECIPE, specs, base, tmp_path, strategy="bayes")
+
+
+def test_settings_of_a_hyperband_search(tmp_path):
+    specs = tuple(parse_params(["lr=log:1e-4:1e-1"]))
+    base = RunConfig().updated({"run.epochs": 8}).to_dict()
+    settings = SearchSettings(RECIPE, specs, base, tmp_path, strategy="hyperband")
+    # One stage, up to the recipe's epochs; the brackets set the trial count.
+    assert settings.epochs == {1: 8} and settings.stages == (1,)
+    plan = settings.plan(1, specs)
+    assert (plan.epochs, plan.hyperband_factor, plan.hyperband_iterations) == (8, 3, 1)
+    assert plan.max_trials == len(hyperband_budgets(8, 3, 1))
+    faster = SearchSettings(
+        RECIPE, specs, base, tmp_path, strategy="hyperband", stage2_epochs=4, hyperband_factor=2
+    )
+    assert faster.plan(1, specs).max_trials == len(hyperband_budgets(4, 2, 1))
+    # A stage-2 count of 0 says what hyperband does anyway.
+    SearchSettings(RECIPE, specs, base, tmp_path, strategy="hyperband", stage2_trials=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"trials": 5}, "hyperband does not take --trials: it sets the number of trials"),
+        ({"stage1_epochs": 1}, "does not take --stage1-epochs"),
+        ({"stage2_trials": 2}, "does not take --stage2-trials"),
+        ({"top_k": 2, "trials": 3}, "does not take --trials, --top-k"),
+        ({"stage2_epochs": 2}, "budget of 2 epochs .* below its factor 3 has one bracket"),
+        ({"hyperband_factor": 1}, "hyperband_factor must be >= 2"),
+        ({"initial_points": 2}, "--initial-points belongs to --search bayesian, not --search h"),
+    ],
+)
+def test_hyperband_settings_refuse_what_it_would_ignore(tmp_path, changes, message):
+    specs = tuple(parse_params(["lr=log:1e-4:1e-1"]))
+    with pytest.raises(ValueError, match=message):
+        SearchSettings(RECIPE, specs, DEFAULT_CONFIG, tmp_path, "hyperband", **changes)
+
+
+def test_settings_of_a_bayesian_search(tmp_path):
+    specs = tuple(parse_params(["lr=log:1e-4:1e-1"]))
+    settings = SearchSettings(
+        RECIPE, specs, DEFAULT_CONFIG, tmp_path, strategy="bayesian", initial_points=2
+    )
+    assert settings.stages == (1, 2)
+    plan = settings.plan(1, specs)
+    assert (plan.max_trials, plan.initial_points, plan.hyperband_factor) == (10, 2, None)
+    with pytest.raises(ValueError, match="--hyperband-factor belongs to --search hyperband"):
+        SearchSettings(RECIPE, specs, DEFAULT_CONFIG, tmp_path, "bayesian", hyperband_factor=2)
+    with pytest.raises(ValueError, match="--initial-points belongs to --search bayesian, not --s"):
+        SearchSettings(RECIPE, specs, DEFAULT_CONFIG, tmp_path, initial_points=2)
 
 
 def test_resuming_with_other_settings_is_refused_before_training(tmp_path):
@@ -283,6 +416,28 @@ def test_cli_resolves_recipe_flags_and_search_flags(tmp_path):
     assert settings.base_config["optim"]["options"] == {"momentum": 0.9}  # recipe default
     assert settings.base_config["run"]["verbose"] == 0
     assert [spec.name for spec in settings.specs] == ["lr", "l2", "activation"]
+    hyperband = parse_settings(
+        search_argv(
+            tmp_path / "h",
+            "--search",
+            "hyperband",
+            "--hyperband-factor",
+            "2",
+            "--hyperband-iterations",
+            "3",
+            epochs=("--stage2-epochs", "4"),
+        )
+    )
+    assert (hyperband.strategy, hyperband.hyperband_factor, hyperband.hyperband_iterations) == (
+        "hyperband",
+        2,
+        3,
+    )
+    assert hyperband.epochs == {1: 4}
+    bayesian = parse_settings(
+        search_argv(tmp_path / "b", "--search", "bayesian", "--initial-points", "4")
+    )
+    assert (bayesian.strategy, bayesian.initial_points) == ("bayesian", 4)
 
 
 @pytest.mark.parametrize(
@@ -294,6 +449,26 @@ def test_cli_resolves_recipe_flags_and_search_flags(tmp_path):
         (["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--resume=1"], "--resume is set"),
         (["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--trials", "0"], "trials must be"),
         (["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--no-such"], "unrecognized"),
+        (
+            ["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--search", "bayes"],
+            "invalid choice: 'bayes' (choose from 'random', 'grid', 'bayesian', 'hyperband')",
+        ),
+        (
+            ["--recipe", RECIPE, "--param", "lr=log:1e-3:1", "--search", "hyperband", "--trials=4"],
+            "--search hyperband does not take --trials",
+        ),
+        (
+            [
+                "--recipe",
+                RECIPE,
+                "--param",
+                "lr=log:1e-3:1",
+                "--search",
+                "grid",
+                "--initial-points=2",
+            ],
+            "--initial-points belongs to --search bayesian, not --search grid",
+        ),
     ],
 )
 def test_cli_errors(argv, message, capsys):
@@ -405,6 +580,102 @@ def test_two_stage_search_end_to_end_and_resume(tmp_path, capsys):
     assert sorted(set(after) - set(before)) == ["stage1-3"]
     assert {name: after[name] for name in before} == before  # finished trials did not run again
     assert len(read_rows(search_dir)) == 6
+
+
+def history_epochs(run_dir: Path) -> int:
+    """The epochs a run trained: the rows of its history.csv."""
+    return len((run_dir / "history.csv").read_text().splitlines()) - 1
+
+
+@pytest.mark.slow
+def test_hyperband_search_trains_each_trial_its_budget(tmp_path, capsys):
+    search_dir = tmp_path / "search"
+    argv = search_argv(
+        search_dir,
+        "--search",
+        "hyperband",
+        "--hyperband-factor",
+        "2",
+        epochs=("--stage2-epochs", "2"),
+    )
+    best = main(argv)
+    assert "runs up to 5 trials, each trained from scratch: 2 of 1 epoch, 3 of 2 epochs" in (
+        capsys.readouterr().out
+    )
+    rows = read_rows(search_dir)
+    # Bracket 1: two 1-epoch trials, the better trained again for 2; bracket 0: two 2-epoch trials.
+    assert [(row["trial"], row["epochs"]) for row in rows] == [
+        ("stage1-0", "1"),
+        ("stage1-1", "1"),
+        ("stage1-2", "2"),
+        ("stage1-3", "2"),
+        ("stage1-4", "2"),
+    ]
+    assert all(row["status"] == "completed" for row in rows)
+    for row in rows:
+        assert history_epochs(Path(row["run_dir"])) == int(row["epochs"])
+    searched = ("lr", "l2", "activation")
+    first_round = rows[:2]
+    top = max(float(row["val_accuracy"]) for row in first_round)
+    promoted = [[row[name] for name in searched] for row in first_round]
+    assert [rows[2][name] for name in searched] in [
+        values
+        for values, row in zip(promoted, first_round, strict=True)
+        if float(row["val_accuracy"]) == top
+    ]
+    assert read_plan(search_dir, 2) is None and not (search_dir / "stage2").exists()
+    # The best config is one of the full-budget trials, with its epochs and no Hyperband entries.
+    assert best.epochs == 2 and best.trial in {"stage1-2", "stage1-3", "stage1-4"}
+    config_text = (search_dir / BEST_CONFIG).read_text()
+    assert yaml.safe_load(config_text)["run"]["epochs"] == 2 and "tuner/" not in config_text
+    resolved = resolve_config(
+        lenet5_fashion_mnist.DEFAULTS, ["--config", str(search_dir / BEST_CONFIG)], "t", ""
+    )
+    assert resolved.optim.lr == pytest.approx(best.values["lr"]) and resolved.run.epochs == 2
+
+    # Resuming the finished search trains nothing again.
+    before = finished_runs(search_dir)
+    main(argv)
+    assert finished_runs(search_dir) == before and len(read_rows(search_dir)) == 5
+
+
+@pytest.mark.slow
+def test_bayesian_search_resumes_from_its_oracle_state(tmp_path):
+    search_dir = tmp_path / "search"
+
+    def search(trials: int) -> None:
+        main(
+            search_argv(
+                search_dir,
+                "--search",
+                "bayesian",
+                "--initial-points",
+                "2",
+                "--trials",
+                str(trials),
+                "--stage2-trials",
+                "0",
+            )
+        )
+
+    search(3)  # two random trials, then one the Gaussian process proposes
+    rows = read_rows(search_dir)
+    assert [row["trial"] for row in rows] == ["stage1-0", "stage1-1", "stage1-2"]
+    assert all(row["status"] == "completed" and row["epochs"] == "1" for row in rows)
+    assert (search_dir / BEST_CONFIG).is_file()
+    oracle_state = json.loads((search_dir / "stage1" / "oracle.json").read_text())
+    assert oracle_state["num_initial_points"] == 2 and len(oracle_state["end_order"]) == 3
+
+    # Resumed after it finished: no trial trains again.
+    before = finished_runs(search_dir)
+    search(3)
+    assert finished_runs(search_dir) == before and read_rows(search_dir) == rows
+    # With one more trial allowed, only that trial runs.
+    search(4)
+    after = finished_runs(search_dir)
+    assert sorted(set(after) - set(before)) == ["stage1-3"]
+    assert {name: after[name] for name in before} == before
+    assert read_rows(search_dir)[:3] == rows
 
 
 def script_command(search_dir: Path, *extra: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Hyperparameter search over recipes on KerasTuner: random or grid, coarse to fine, resumable.
+"""Hyperparameter search over recipes on KerasTuner: random, grid, Bayesian or Hyperband; coarse to
+fine, resumable.
 
 `scripts/hparam_search.py` is the command line (see `recipes.search.cli` and
 docs/hparam_search.md); `run_search(SearchSettings(...))` is the same from Python.

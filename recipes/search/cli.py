@@ -5,6 +5,13 @@
         --trials 20 --stage2-trials 5 --stage1-epochs 1 --stage2-epochs 5 \\
         --search-dir runs/search-x  --dataset sample --batch-size 128
 
+Engines (--search): random and grid search, and bayesian (a Gaussian process proposes each trial
+from the finished ones) run the two stages above; hyperband runs one stage of its own brackets,
+many short trials whose best are trained longer, up to --stage2-epochs:
+
+    python scripts/hparam_search.py --recipe lenet5_fashion_mnist --search hyperband \\
+        --param lr=log:1e-4:1e-1 --param l2=log:1e-6:1e-2 --stage2-epochs 9 --dataset sample
+
 Flags this parser does not know are the recipe's own (`python -m recipes.<name> --help`), layered
 as in the recipe: its defaults < `--config FILE` < flags; they fix everything the search does not
 vary. Run the same command again to resume an interrupted search. See docs/hparam_search.md.
@@ -55,22 +62,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=KIND:ARGS",
         help="an option to search: NAME=log|float|int|logint:LOW:HIGH[:POINTS] or "
         "NAME=choice:A,B,...; NAME is a recipe option (lr, l2, batch_size) or "
-        "model_options.KEY / optimizer_options.KEY / schedule_options.KEY",
+        "model_options.KEY / optimizer_options.KEY / schedule_options.KEY, or a dotted key "
+        "(optim.lr, model.knobs.l2)",
     )
-    parser.add_argument("--search", choices=STRATEGIES, default="random", help="default: random")
     parser.add_argument(
-        "--trials", type=int, help="stage-1 trials (default: 10; grid: the whole grid)"
+        "--search",
+        choices=STRATEGIES,
+        default="random",
+        metavar="ENGINE",
+        help=f"the search engine, one of {', '.join(STRATEGIES)} (default: random): KerasTuner's "
+        "RandomSearch, GridSearch, BayesianOptimization or Hyperband oracle",
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        help="stage-1 trials (default: 10; grid: the whole grid; hyperband: set by its brackets)",
     )
     parser.add_argument(
         "--stage2-trials",
         type=int,
-        help="stage-2 trials, 0 for a single stage (default: 5; grid: the whole narrowed grid)",
+        help="stage-2 trials, 0 for a single stage (default: 5; grid: the whole narrowed grid; "
+        "hyperband: none)",
     )
     parser.add_argument(
-        "--stage1-epochs", type=int, help="epochs per stage-1 trial (default: stage 2's / 4)"
+        "--stage1-epochs",
+        type=int,
+        help="epochs per stage-1 trial (default: stage 2's / 4; hyperband: set per trial)",
     )
     parser.add_argument(
-        "--stage2-epochs", type=int, help="epochs per stage-2 trial (default: the recipe's)"
+        "--stage2-epochs",
+        type=int,
+        help="epochs per stage-2 trial; hyperband: of its longest trials (default: the recipe's)",
     )
     parser.add_argument(
         "--grid-points", type=int, default=3, help="grid points per numeric range (default: 3)"
@@ -89,6 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--workers", type=int, default=1, help="trials run at once in worker processes"
+    )
+    parser.add_argument(
+        "--hyperband-factor",
+        type=int,
+        metavar="F",
+        help="hyperband: each round trains 1/F of the trials F times longer (default: 3)",
+    )
+    parser.add_argument(
+        "--hyperband-iterations",
+        type=int,
+        metavar="N",
+        help="hyperband: how many times to run all its brackets (default: 1)",
+    )
+    parser.add_argument(
+        "--initial-points",
+        type=int,
+        metavar="N",
+        help="bayesian: random trials per stage before the Gaussian process proposes any "
+        "(default: 3 per --param)",
     )
     parser.add_argument(
         "--search-dir", type=Path, help="default: runs/search/<recipe>-<timestamp>; reuse to resume"
@@ -142,6 +183,9 @@ def parse_settings(argv: list[str] | None = None) -> SearchSettings:
             top_k=args.top_k,
             widen=args.widen,
             workers=args.workers,
+            hyperband_factor=args.hyperband_factor,
+            hyperband_iterations=args.hyperband_iterations,
+            initial_points=args.initial_points,
         )
     except ValueError as error:
         parser.error(str(error))

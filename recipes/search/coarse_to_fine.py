@@ -4,10 +4,15 @@ The course's recipe for hyperparameter search: a first stage of few-epoch trials
 (learning rate and regularization sampled log-uniformly) finds the region worth training; a second
 stage runs fewer, longer trials in ranges narrowed around the best first-stage trials.
 
+Random search, grid search and Bayesian optimization run both stages (Bayesian optimization
+starts afresh in stage 2: stage 1's shorter runs score on another scale). Hyperband runs one stage:
+its brackets are a coarse-to-fine schedule of their own, many short runs whose best are trained
+longer, up to the stage-2 epochs (see docs/hparam_search.md).
+
 Each stage is a KerasTuner project in the search directory, so running the same search again
 resumes it: finished trials are kept, an interrupted trial continues from its last epoch, and
 stage 2 starts once stage 1 is done. A search directory belongs to one search: resuming it with a
-different recipe, space or base configuration is refused; only the trial counts may change.
+different recipe, engine, space or base configuration is refused; only the trial counts may change.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from recipes.search.parallel import run_stage_parallel
 from recipes.search.report import TrialRecord, read_trials, write_reports
 from recipes.search.space import ParamSpec
 from recipes.search.stage import StagePlan, grid_size, read_plan, run_stage, write_plan
-from recipes.search.tuner import STRATEGIES
+from recipes.search.tuner import check_strategy, hyperband_budgets
 
 DEFAULT_TRIALS = {1: 10, 2: 5}  # random search; grid search defaults to the whole grid
+DEFAULT_HYPERBAND_FACTOR = 3  # KerasTuner's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,16 +41,24 @@ class SearchSettings:
         specs: the stage-1 search space.
         base_config: the recipe's resolved configuration the trials start from.
         search_dir: the search directory (created; reused to resume).
-        strategy: "random" or "grid".
-        trials: stage-1 trials; None: 10 for random search, the whole grid for grid search.
-        stage2_trials: stage-2 trials; 0 skips stage 2; None: 5 (random) or the whole grid.
+        strategy: the search engine: "random", "grid", "bayesian" or "hyperband".
+        trials: stage-1 trials; None: 10 (random, bayesian), the whole grid for grid search.
+            Hyperband decides its own and refuses one.
+        stage2_trials: stage-2 trials; 0 skips stage 2; None: 5 (random, bayesian) or the whole
+            grid. Hyperband runs no stage 2 and refuses a nonzero count.
         stage1_epochs: epochs of a stage-1 trial; None: a quarter of stage 2's, at least 1.
-        stage2_epochs: epochs of a stage-2 trial; None: the base configuration's epochs.
+            Hyperband sets each trial's epochs itself and refuses one.
+        stage2_epochs: epochs of a stage-2 trial; None: the base configuration's epochs. Hyperband:
+            the budget of its longest trials (its `max_epochs`).
         grid_points: points of a numeric range in grid search unless its spec gives some.
         top_k: the best stage-1 trials stage 2 narrows around; None: a quarter of the completed
             ones, at least 2.
         widen: how far a narrowed range reaches past its best trials, as a fraction of their span.
         workers: trials run at the same time (KerasTuner chief/worker processes when > 1).
+        hyperband_factor: Hyperband's budget ratio between rounds (>= 2); None: 3.
+        hyperband_iterations: how many times Hyperband runs all its brackets; None: 1.
+        initial_points: Bayesian optimization's random trials in each stage before its Gaussian
+            process proposes any; None: KerasTuner's default, 3 per searched option.
     """
 
     recipe: str
@@ -60,16 +74,20 @@ class SearchSettings:
     top_k: int | None = None
     widen: float = 0.25
     workers: int = 1
+    hyperband_factor: int | None = None
+    hyperband_iterations: int | None = None
+    initial_points: int | None = None
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown search {self.strategy!r}; expected one of {STRATEGIES}")
+        check_strategy(self.strategy)
         positive = {
             "trials": self.trials,
             "stage1_epochs": self.stage1_epochs,
             "stage2_epochs": self.stage2_epochs,
             "top_k": self.top_k,
             "workers": self.workers,
+            "hyperband_iterations": self.hyperband_iterations,
+            "initial_points": self.initial_points,
         }
         for name, value in positive.items():
             if value is not None and value < 1:
@@ -80,15 +98,67 @@ class SearchSettings:
             raise ValueError(f"grid_points must be >= 2, got {self.grid_points}")
         if self.widen < 0:
             raise ValueError(f"widen must be >= 0, got {self.widen}")
+        if self.hyperband_factor is not None and self.hyperband_factor < 2:
+            raise ValueError(f"hyperband_factor must be >= 2, got {self.hyperband_factor}")
+        self._check_engine_options()
+
+    def _check_engine_options(self) -> None:
+        """Refuses settings that the engine would silently ignore."""
+        engine_options = {
+            "--hyperband-factor": ("hyperband", self.hyperband_factor),
+            "--hyperband-iterations": ("hyperband", self.hyperband_iterations),
+            "--initial-points": ("bayesian", self.initial_points),
+        }
+        for flag, (engine, value) in engine_options.items():
+            if value is not None and engine != self.strategy:
+                raise ValueError(
+                    f"{flag} belongs to --search {engine}, not --search {self.strategy}"
+                )
+        if self.strategy != "hyperband":
+            return
+        stage_options = {
+            "--trials": self.trials,
+            "--stage1-epochs": self.stage1_epochs,
+            "--stage2-trials": self.stage2_trials or None,
+            "--top-k": self.top_k,
+        }
+        given = [flag for flag, value in stage_options.items() if value is not None]
+        if given:
+            raise ValueError(
+                f"--search hyperband does not take {', '.join(given)}: it sets the number of "
+                "trials and each one's epochs itself, in one stage whose brackets replace stage 1 "
+                "and stage 2 (--stage2-epochs sets its longest trials' epochs)"
+            )
+        max_epochs = self.epochs[1]
+        factor = self.hyperband_factor or DEFAULT_HYPERBAND_FACTOR
+        if max_epochs < factor:
+            raise ValueError(
+                f"hyperband with a budget of {max_epochs} epochs (--stage2-epochs, default the "
+                f"recipe's epochs) below its factor {factor} has one bracket, in which every "
+                f"trial trains all {max_epochs} epochs: a random search. Raise --stage2-epochs, "
+                "lower --hyperband-factor, or use --search random"
+            )
+
+    @property
+    def stages(self) -> tuple[int, ...]:
+        """The stages the search runs: Hyperband and a search without stage-2 trials run one."""
+        return (1,) if self.strategy == "hyperband" or self.stage2_trials == 0 else (1, 2)
 
     @property
     def epochs(self) -> dict[int, int]:
         """The training epochs of each stage's trials."""
         final = self.stage2_epochs or int(self.base_config["run"]["epochs"])
+        if self.strategy == "hyperband":
+            # Its one stage trains from a fraction of `final` epochs up to `final` itself.
+            return {1: final}
         return {1: self.stage1_epochs or max(1, final // 4), 2: final}
 
     def stage_trials(self, stage: int, plan: StagePlan) -> int:
         """The number of trials of a stage; grid search never runs more than its grid."""
+        if self.strategy == "hyperband":
+            return len(
+                hyperband_budgets(plan.epochs, plan.hyperband_factor, plan.hyperband_iterations)
+            )
         requested = self.trials if stage == 1 else self.stage2_trials
         if self.strategy == "grid":
             return min(requested or grid_size(plan), grid_size(plan))
@@ -96,6 +166,12 @@ class SearchSettings:
 
     def plan(self, stage: int, specs: tuple[ParamSpec, ...] | list[ParamSpec]) -> StagePlan:
         """The plan of a stage over `specs`, with its trial count resolved."""
+        hyperband = {}
+        if self.strategy == "hyperband":
+            hyperband = {
+                "hyperband_factor": self.hyperband_factor or DEFAULT_HYPERBAND_FACTOR,
+                "hyperband_iterations": self.hyperband_iterations or 1,
+            }
         plan = StagePlan(
             recipe=self.recipe,
             stage=stage,
@@ -108,6 +184,8 @@ class SearchSettings:
             seed=int(self.base_config["run"]["seed"]) * 10 + stage,
             # The JSON form, as every process reads it back from the plan file.
             base_config=json.loads(json.dumps(self.base_config)),
+            initial_points=self.initial_points,
+            **hyperband,
         )
         return dataclasses.replace(plan, max_trials=self.stage_trials(stage, plan))
 
@@ -131,6 +209,19 @@ def _start_stage(search_dir: Path, plan: StagePlan, compare: tuple[str, ...]) ->
         plan = dataclasses.replace(started, max_trials=plan.max_trials)
     write_plan(search_dir, plan)
     return plan
+
+
+def describe_hyperband(plan: StagePlan) -> str:
+    """What a Hyperband stage will train: how many trials of how many epochs."""
+    budgets = hyperband_budgets(plan.epochs, plan.hyperband_factor, plan.hyperband_iterations)
+    counts = ", ".join(
+        f"{budgets.count(epochs)} of {epochs} epoch{'s' if epochs > 1 else ''}"
+        for epochs in sorted(set(budgets))
+    )
+    return (
+        f"Hyperband (factor {plan.hyperband_factor}, {plan.hyperband_iterations} iteration(s)) "
+        f"runs up to {len(budgets)} trials, each trained from scratch: {counts}"
+    )
 
 
 def default_top_k(completed: int) -> int:
@@ -179,10 +270,15 @@ def run_search(settings: SearchSettings) -> TrialRecord | None:
     """
     search_dir = settings.search_dir
     search_dir.mkdir(parents=True, exist_ok=True)
-    compare = ("recipe", "strategy", "params", "epochs", "grid_points", "seed", "base_config")
+    # Everything but the trial count is what the trials mean.
+    compare = tuple(
+        field.name for field in dataclasses.fields(StagePlan) if field.name != "max_trials"
+    )
     stage1 = _start_stage(search_dir, settings.plan(1, settings.specs), compare)
+    if stage1.strategy == "hyperband":
+        print(describe_hyperband(stage1))
     _run(settings, 1)
-    if settings.stage2_trials == 0:
+    if settings.stages == (1,):
         return write_reports(search_dir)
     started = read_plan(search_dir, 2)
     if started is None:

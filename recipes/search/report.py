@@ -4,8 +4,9 @@ Everything is read from files (the stage plans and KerasTuner's per-trial `trial
 reports can be rebuilt at any time, by any process, from a search that is finished, running or
 interrupted:
 
-    trials.csv         one row per trial: id, stage, status, validation accuracy, epochs, the
-                       searched values, run directory, and why a trial failed
+    trials.csv         one row per trial: id, stage, status, validation accuracy, epochs (the
+                       stage's, or Hyperband's budget for the trial), the searched values, run
+                       directory, and why a trial failed
     scatter.png        two searched numeric options (log axes for log ranges) coloured by validation
                        accuracy; with fewer numeric options, an option against validation accuracy
     best_config.yaml   the best trial's full configuration, for `python -m recipes.<name> --config`
@@ -28,9 +29,9 @@ import matplotlib.pyplot as plt
 import yaml
 from keras_tuner.engine.trial import Trial
 
-from recipes.search.space import RESERVED_KEYS, ParamSpec, apply_values
+from recipes.search.space import RESERVED_KEYS, ParamSpec
 from recipes.search.stage import TRIALS_DIR, StagePlan, read_plan, stage_dir
-from recipes.search.tuner import OBJECTIVE
+from recipes.search.tuner import OBJECTIVE, hyperband_epochs, searched_values
 from recipes.train.files import atomic_write_text
 
 TRIALS_CSV = "trials.csv"
@@ -49,7 +50,7 @@ class TrialRecord:
         stage: the stage number.
         status: KerasTuner's status in lower case: completed, failed, running (or interrupted).
         val_accuracy: the run's best validation accuracy; None unless completed.
-        epochs: the stage's training epochs.
+        epochs: the trial's training epochs: the stage's, or Hyperband's budget for the trial.
         values: the searched options' values.
         run_dir: the trial's run directory.
         message: why a failed trial failed (the error's last line), else "".
@@ -87,10 +88,14 @@ def read_trials(search_dir: str | Path) -> list[TrialRecord]:
     records = []
     for plan in read_plans(search_dir):
         trial_files = stage_dir(search_dir, plan.stage).glob("trial_*/trial.json")
-        trials = sorted((Trial.load(str(path)) for path in trial_files), key=lambda t: t.trial_id)
+        # By number: the ids' zero padding follows the trial count, which a resumed search can raise.
+        trials = sorted(
+            (Trial.load(str(path)) for path in trial_files), key=lambda t: int(t.trial_id)
+        )
         for trial in trials:
             completed = trial.status == "COMPLETED" and trial.metrics.exists(OBJECTIVE)
             name = f"stage{plan.stage}-{trial.trial_id}"
+            values = trial.hyperparameters.values
             records.append(
                 TrialRecord(
                     trial=name,
@@ -99,8 +104,8 @@ def read_trials(search_dir: str | Path) -> list[TrialRecord]:
                     val_accuracy=float(trial.metrics.get_best_value(OBJECTIVE))
                     if completed
                     else None,
-                    epochs=plan.epochs,
-                    values=dict(trial.hyperparameters.values),
+                    epochs=hyperband_epochs(values) or plan.epochs,
+                    values=searched_values(values),
                     run_dir=search_dir / TRIALS_DIR / name,
                     message=_failure_reason(trial.message) if trial.status == "FAILED" else "",
                 )
@@ -109,10 +114,11 @@ def read_trials(search_dir: str | Path) -> list[TrialRecord]:
 
 
 def best_trial(records: list[TrialRecord]) -> TrialRecord | None:
-    """The best completed trial among the longest-trained ones (stage 2's, when it trains longer).
+    """The best completed trial among the longest-trained ones: stage 2's when it trains longer,
+    Hyperband's full-budget trials.
 
-    Short stage-1 runs only rank configurations roughly; a longer run's accuracy is the one a
-    full training is expected to reach, so shorter runs do not compete with it.
+    Short runs only rank configurations roughly; a longer run's accuracy is the one a full
+    training is expected to reach, so shorter runs do not compete with it.
     """
     completed = [record for record in records if record.val_accuracy is not None]
     if not completed:
@@ -257,7 +263,7 @@ def _save_figure(figure, destination: Path) -> Path:
 
 def best_config(record: TrialRecord, plan: StagePlan) -> dict[str, Any]:
     """The full configuration of a trial, without the keys that belong to a single run."""
-    config = apply_values(plan.trial_config, record.values)
+    config = plan.trial_config(record.values, record.epochs)
     for key in RUN_KEYS:
         section, _, field = key.partition(".")
         del config[section][field]

@@ -2,7 +2,7 @@
 
 A search directory holds, per stage N:
 
-    stageN/plan.json             what the stage searches (recipe, space, epochs, trials, seed)
+    stageN/plan.json             what the stage searches (recipe, engine, space, epochs, trials, seed)
     stageN/oracle.json, ...      KerasTuner's project: the oracle's state and one file per trial
     trials/stageN-<id>/          each trial's run directory (the runner's outputs)
 
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recipes.search.space import ParamSpec, build_hyperparameters, parse_params
-from recipes.search.tuner import STRATEGIES, RecipeTuner, make_oracle
+from recipes.search.space import ParamSpec, apply_values, build_hyperparameters, parse_params
+from recipes.search.tuner import RecipeTuner, check_strategy, make_oracle
 from recipes.train.files import atomic_write_text
 
 PLAN_FILE = "plan.json"
@@ -40,13 +40,17 @@ class StagePlan:
     Args:
         recipe: the recipe module's name (`recipes.<recipe>`).
         stage: the stage number, from 1.
-        strategy: "random" or "grid".
+        strategy: the search engine, one of `recipes.search.tuner.STRATEGIES`.
         params: the search space, as `NAME=KIND:ARGS` specs.
-        epochs: training epochs of every trial of the stage.
-        max_trials: trials to run in the stage.
+        epochs: training epochs of every trial of the stage; Hyperband: of its longest trials.
+        max_trials: trials to run in the stage (Hyperband: the most its brackets run).
         grid_points: grid points of numeric ranges that give none (grid search).
         seed: the oracle's seed (nonzero).
         base_config: the recipe's configuration the trials start from (JSON values).
+        hyperband_factor: Hyperband's budget ratio between rounds (None for other engines).
+        hyperband_iterations: how many times Hyperband runs its brackets (None for other engines).
+        initial_points: Bayesian optimization's random trials before its Gaussian process
+            proposes any; None: KerasTuner's default (3 per searched option), or another engine.
     """
 
     recipe: str
@@ -58,24 +62,36 @@ class StagePlan:
     grid_points: int
     seed: int
     base_config: dict[str, Any]
+    # Engine options, defaulted so that plans written before they existed still load.
+    hyperband_factor: int | None = None
+    hyperband_iterations: int | None = None
+    initial_points: int | None = None
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown search strategy {self.strategy!r}; expected {STRATEGIES}")
+        check_strategy(self.strategy)
         if self.stage < 1 or self.epochs < 1 or self.max_trials < 1 or self.grid_points < 2:
             raise ValueError(
                 f"stage plan needs stage >= 1, epochs >= 1, max_trials >= 1, grid_points >= 2; "
                 f"got {self.stage}, {self.epochs}, {self.max_trials}, {self.grid_points}"
             )
+        hyperband = (self.hyperband_factor, self.hyperband_iterations)
+        if (self.strategy == "hyperband") != (None not in hyperband):
+            raise ValueError(
+                "a hyperband plan needs hyperband_factor and hyperband_iterations, and only a "
+                f"hyperband plan has them; got {self.strategy} with {hyperband}"
+            )
+        if self.initial_points is not None and self.strategy != "bayesian":
+            raise ValueError(f"initial_points belongs to bayesian plans, not {self.strategy}")
 
     @property
     def specs(self) -> list[ParamSpec]:
         return parse_params(self.params)
 
-    @property
-    def trial_config(self) -> dict[str, Any]:
-        """The base configuration with this stage's epochs."""
-        return {**self.base_config, "run": {**self.base_config["run"], "epochs": self.epochs}}
+    def trial_config(self, values: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
+        """The configuration a trial of this stage trains: the base configuration with the
+        searched `values` set, for `epochs` epochs (Hyperband's budget; None: the stage's)."""
+        run = {**self.base_config["run"], "epochs": epochs or self.epochs}
+        return apply_values({**self.base_config, "run": run}, values)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
@@ -112,11 +128,20 @@ def build_tuner(
     specs = plan.specs
     grid = plan.strategy == "grid"
     hyperparameters = build_hyperparameters(specs, grid=grid, default_points=plan.grid_points)
-    oracle = make_oracle(plan.strategy, hyperparameters, plan.max_trials, plan.seed)
+    oracle = make_oracle(
+        plan.strategy,
+        hyperparameters,
+        plan.max_trials,
+        plan.seed,
+        max_epochs=plan.epochs,
+        hyperband_factor=plan.hyperband_factor,
+        hyperband_iterations=plan.hyperband_iterations,
+        initial_points=plan.initial_points,
+    )
     return RecipeTuner(
         oracle,
         recipe=plan.recipe,
-        base_config=plan.trial_config,
+        trial_config=plan.trial_config,
         runs_dir=search_dir / TRIALS_DIR,
         run_prefix=f"stage{plan.stage}-",
         directory=search_dir,
