@@ -401,7 +401,8 @@ FLAT_NAMES: dict[str, str] = _flat_names()
 
 
 def convert_flat_config(flat: Mapping[str, Any], origin: str = "config") -> dict[str, Any]:
-    """Sections from the flat dict of option names that config files held before sections.
+    """Sections from the flat dict of option names that config files held before sections
+    (dotted keys such as `optim.lr` are accepted too).
 
     `{"lr": 0.1, "alpha": 0.2, "model_options": {"alpha": 0.25}}` becomes
     `{"optim": {"lr": 0.1}, "model": {"knobs": {"negative_slope": 0.2}, "options": {"alpha": 0.25}}}`.
@@ -485,30 +486,41 @@ def _put(sectioned: dict[str, dict[str, Any]], dotted: str, value: Any) -> None:
         target[field] = value
 
 
+def _is_section(key: str, value: Any) -> bool:
+    # The flat format's "model" is the model's name, the sectioned one's is its section.
+    return key in SECTIONS and not (key == "model" and isinstance(value, str))
+
+
 def _sectioned(values: Mapping[str, Any], origin: str) -> dict[str, dict[str, Any]]:
-    """Sectioned values from sectioned, dotted or flat ones (mixed keys are fine)."""
+    """Sectioned values from sectioned, dotted or flat ones; in one mapping, dotted and flat keys
+    win over the sections' (`{**recipe_defaults, "run.verbose": 0}`)."""
     if not isinstance(values, Mapping):
         raise ValueError(f"{origin} must be a mapping of sections or option names to values")
     sectioned: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
-        # The flat format's "model" is the model's name, the sectioned one's is its section.
-        if key in SECTIONS and not (key == "model" and isinstance(value, str)):
-            if not isinstance(value, Mapping):
-                raise ValueError(
-                    f"section `{key}` in {origin} must be a mapping. Received: {key}={value!r}"
-                )
-            fields = {field.name for field in dataclasses.fields(SECTIONS[key])}
-            for field, field_value in value.items():
-                field = field.replace("-", "_")
-                if field not in fields:
-                    raise _unknown_key(f"section `{key}` of {origin}", field, sorted(fields))
-                if isinstance(field_value, Mapping) and field in _dict_fields(key):
-                    for entry, entry_value in field_value.items():
-                        _put(sectioned, f"{key}.{field}.{entry}", entry_value)
-                else:
-                    _put(sectioned, f"{key}.{field}", field_value)
-        else:
-            _put(sectioned, _dotted_key(key, origin), value)
+        if not _is_section(key, value):
+            continue
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"section `{key}` in {origin} must be a mapping. Received: {key}={value!r}"
+            )
+        fields = {field.name for field in dataclasses.fields(SECTIONS[key])}
+        for field, field_value in value.items():
+            field = field.replace("-", "_")
+            if field not in fields:
+                raise _unknown_key(f"section `{key}` of {origin}", field, sorted(fields))
+            if isinstance(field_value, Mapping) and field in _dict_fields(key):
+                for entry, entry_value in field_value.items():
+                    _put(sectioned, f"{key}.{field}.{entry}", entry_value)
+            else:
+                _put(sectioned, f"{key}.{field}", field_value)
+    flat = {key: value for key, value in values.items() if not _is_section(key, value)}
+    for section, fields in convert_flat_config(flat, origin).items():
+        for field, value in fields.items():
+            if isinstance(value, dict) and field in _dict_fields(section):
+                sectioned.setdefault(section, {}).setdefault(field, {}).update(value)
+            else:
+                sectioned.setdefault(section, {})[field] = value
     return sectioned
 
 
