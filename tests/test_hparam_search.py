@@ -96,9 +96,9 @@ def test_parse_numeric_kinds():
         None,
     )
     batch = parse_param("batch-size=logint:32:256:4")
-    # The name stays as given: the config reads flag spellings and dotted keys alike.
+    # Flag spellings name the same column as the option names: trials.csv says batch_size.
     assert (batch.name, batch.low, batch.high, batch.points, batch.is_int) == (
-        "batch-size",
+        "batch_size",
         32,
         256,
         4,

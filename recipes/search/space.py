@@ -38,7 +38,7 @@ RESERVED_KEYS = ("run.out_dir", "run.resume", "run.dry_run")
 
 
 def check_name(name: str) -> str:
-    """Validates a searched option's name; returns it as given, stripped.
+    """Validates a searched option's name; returns it with dashes as underscores.
 
     Args:
         name: any name `recipes.train.config.option_key` accepts: a flat option name (`lr`,
@@ -49,7 +49,7 @@ def check_name(name: str) -> str:
         ValueError: the name is not an option, names a dict option without an entry, or is one
             the search sets itself.
     """
-    name = name.strip()
+    name = name.strip().replace("-", "_")
     key = option_key(name, "--param")
     if key in RESERVED_KEYS:
         raise ValueError(f"{name!r} is set by the search for each trial and cannot be searched")
