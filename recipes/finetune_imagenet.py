@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipes.train.runner import recipe_main
+from recipes.train.runner import recipe_cli
 
 DEFAULTS = {
     "data": {"dataset": "tf_flowers", "preprocessing": "none", "image_size": (160, 160)},
@@ -33,4 +33,4 @@ DEFAULTS = {
 }
 
 if __name__ == "__main__":
-    recipe_main("finetune_imagenet", __doc__, DEFAULTS)
+    recipe_cli("finetune_imagenet", __doc__, DEFAULTS)

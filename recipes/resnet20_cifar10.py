@@ -16,7 +16,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipes.train.runner import recipe_main
+from recipes.train.runner import recipe_cli
 
 DEFAULTS = {
     "data": {"dataset": "cifar10", "augment": "standard"},
@@ -26,4 +26,4 @@ DEFAULTS = {
 }
 
 if __name__ == "__main__":
-    recipe_main("resnet20_cifar10", __doc__, DEFAULTS)
+    recipe_cli("resnet20_cifar10", __doc__, DEFAULTS)

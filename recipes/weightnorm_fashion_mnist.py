@@ -11,7 +11,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from recipes.train.runner import recipe_main
+from recipes.train.runner import recipe_cli
 
 DEFAULTS = {
     "data": {"dataset": "fashion_mnist"},
@@ -21,4 +21,4 @@ DEFAULTS = {
 }
 
 if __name__ == "__main__":
-    recipe_main("weightnorm_fashion_mnist", __doc__, DEFAULTS)
+    recipe_cli("weightnorm_fashion_mnist", __doc__, DEFAULTS)

@@ -14,6 +14,7 @@ import pytest
 from recipes.__main__ import list_recipes
 from recipes.callbacks.checkpoints import read_state
 from recipes.data.datasets import load_dataset
+from recipes.train.errors import ConfigurationError
 from recipes.train.runner import recipe_main
 from tests.conftest import REPO_ROOT, run_python, wait_for_finished_epochs, write_image_folder
 
@@ -126,7 +127,7 @@ def test_lenet5_end_to_end_outputs_and_reload(tmp_path):
 
 def test_refuses_to_overwrite_a_run(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="already holds a run; pass --resume"):
+    with pytest.raises(ConfigurationError, match="already holds a run; pass --resume"):
         run_recipe("lenet5_fashion_mnist", "--dataset", "sample", "--out-dir", str(tmp_path))
     assert (tmp_path / "config.json").read_text() == "{}"
 
@@ -145,7 +146,7 @@ def test_refuses_to_overwrite_a_run(tmp_path):
     ],
 )
 def test_bad_flags_give_clear_errors(flags, message, tmp_path):
-    with pytest.raises((ValueError, KeyError)) as error:
+    with pytest.raises(ConfigurationError) as error:
         run_recipe("lenet5_fashion_mnist", "--dataset", "sample", "--dry-run", *flags)
     assert message in str(error.value)
 

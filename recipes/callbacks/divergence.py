@@ -6,8 +6,10 @@ import math
 
 import keras
 
+from recipes.train.errors import RecipeError
 
-class TrainingDiverged(RuntimeError):
+
+class TrainingDiverged(RecipeError, RuntimeError):
     """The training loss became NaN/inf or exploded; the message says what to try."""
 
 

@@ -42,6 +42,7 @@ import zoo
 from layers.validation import check_bool, check_choice, check_integer, check_number, check_shape
 from recipes.data.datasets import PREPROCESSING_MODES
 from recipes.data.tta import TTA_MODES
+from recipes.train.errors import TRACEBACK_FLAG
 from zoo.knobs import KNOB_DEFAULTS, Knobs
 
 # A run directory's effective configuration, written by the runner and read back by --resume.
@@ -638,6 +639,9 @@ def build_parser(
     parser.add_argument(
         "--config", help="YAML or JSON file of settings, by section (flags win over it)"
     )
+    parser.add_argument(
+        TRACEBACK_FLAG, action="store_true", help="show the traceback of anticipated errors too"
+    )
     knob_help = _knob_help()
     for section, section_type in SECTIONS.items():
         summary = section_type.__doc__.splitlines()[0].rstrip(".")
@@ -706,6 +710,7 @@ def resolve_config(
     config = RunConfig.from_dict(recipe_defaults, "recipe defaults")
     flags = vars(build_parser(prog, description, config).parse_args(argv))
     config_file = flags.pop("config", None)
+    flags.pop(TRACEBACK_FLAG.lstrip("-"), None)  # read by recipe_cli, not a setting
     flags = _flag_values(flags)
     saved = None
     if flags.get("run.resume") and flags.get("run.out_dir") is not None:

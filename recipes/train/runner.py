@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ from recipes.train.distribute import (
     synchronize_batch_norm,
     worker_output_dir,
 )
+from recipes.train.errors import configuration_errors, run_command
 from recipes.train.files import atomic_save_model, atomic_write_text
 from recipes.train.plots import plot_curves
 from recipes.train.sanity import run_sanity_checks
@@ -72,6 +74,7 @@ def format_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
 
 
+@configuration_errors()
 def _run_dir(config: RunConfig, recipe: str, strategy) -> Path:
     """The run directory: new for a fresh run, existing (with a saved state) for --resume.
 
@@ -105,6 +108,7 @@ def _model_options(config: RunConfig) -> dict[str, Any]:
     return {**options, **config.model.options}
 
 
+@configuration_errors()
 def load_data(config: RunConfig, split: str | tuple[str, ...] = SPLITS) -> tuple[Any, DatasetInfo]:
     """The pipelines a config trains and evaluates on, exactly as `run` builds them.
 
@@ -127,6 +131,7 @@ def load_data(config: RunConfig, split: str | tuple[str, ...] = SPLITS) -> tuple
     )
 
 
+@configuration_errors()
 def build_model(config: RunConfig, image_shape, num_classes: int) -> keras.Model:
     """The zoo model a config asks for, built for the dataset's image shape and classes.
 
@@ -142,6 +147,7 @@ def build_model(config: RunConfig, image_shape, num_classes: int) -> keras.Model
     return synchronize_batch_norm(model) if config.distribute.sync_bn else model
 
 
+@configuration_errors()
 def compile_model(
     model: keras.Model, config: RunConfig, steps_per_epoch: int, lr_scale: float = 1.0
 ) -> None:
@@ -247,7 +253,8 @@ def _label_images(config: RunConfig, run_dir: Path) -> dict[str, Any]:
 
 def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
     """Trains and evaluates one configuration; returns the metrics written to metrics.json."""
-    strategy = strategy_from_config(config)
+    with configuration_errors():
+        strategy = strategy_from_config(config)
     keras.utils.set_random_seed(config.run.seed)
     run_dir = _run_dir(config, recipe, strategy)
     if config.model.fine_tune == "predict":
@@ -370,8 +377,23 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
 def recipe_main(
     recipe: str, description: str, defaults: dict[str, Any], argv: list[str] | None = None
 ) -> dict[str, Any]:
-    """Entry point of a recipe script: parses flags over `defaults` and runs."""
-    config = resolve_config(
-        defaults, argv, prog=f"python -m recipes.{recipe}", description=description
-    )
+    """Parses flags over a recipe's `defaults` and runs; errors propagate as exceptions.
+
+    Anticipated failures are `recipes.train.errors.RecipeError`s: `ConfigurationError` for bad
+    settings (found before training starts), others for failures while running.
+    """
+    with configuration_errors():
+        config = resolve_config(
+            defaults, argv, prog=f"python -m recipes.{recipe}", description=description
+        )
     return run(config, recipe=recipe)
+
+
+def recipe_cli(recipe: str, description: str, defaults: dict[str, Any]) -> None:
+    """A recipe script's entry point: `recipe_main` on `sys.argv`, then exit with its status.
+
+    Anticipated failures print one line, `error: ...`, and exit 2 (bad settings) or 1 (failures
+    while running); `--traceback` shows their traceback too (see `recipes.train.errors`).
+    """
+    argv = sys.argv[1:]
+    sys.exit(run_command(lambda: recipe_main(recipe, description, defaults, argv), argv))
