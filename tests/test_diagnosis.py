@@ -1,6 +1,7 @@
-"""Diagnosis of synthetic loss/accuracy histories: each of the five shapes and a healthy run."""
+"""Diagnosis of loss/accuracy histories: each of the six shapes and a healthy run."""
 
 import json
+import math
 
 import keras
 import numpy as np
@@ -95,6 +96,30 @@ def test_both_accuracies_low_once_flat_is_underfitting():
     findings = diagnose(history)
     assert [f.code for f in findings] == ["underfitting"]
     assert "0.450" in findings[0].evidence
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 10])
+def test_loss_stuck_at_ln_classes_with_chance_accuracy_points_at_the_learning_rate(epochs):
+    stuck = {
+        "loss": [math.log(10) * (1 + 0.001 * (-1) ** i) for i in range(epochs)],
+        "accuracy": [0.1] * epochs,
+        "val_loss": [math.log(10)] * epochs,
+        "val_accuracy": [0.1] * epochs,
+    }
+    findings = diagnose(stuck, num_classes=10)
+    assert [finding.code for finding in findings] == ["stuck_at_chance"]
+    assert "learning rate" in findings[0].advice and "initialization" in findings[0].advice
+    assert "ln(10) = 2.303" in findings[0].evidence
+    # Without the class count the shape cannot be told: earlier the run got "no problem" or
+    # "model too weak".
+    assert "stuck_at_chance" not in _codes(stuck)
+
+
+def test_learning_or_beating_chance_is_not_stuck():
+    learning = {"loss": [2.30, 2.10, 1.90, 1.70], "accuracy": [0.1, 0.2, 0.3, 0.4]}
+    assert "stuck_at_chance" not in [f.code for f in diagnose(learning, num_classes=10)]
+    flat_but_better = {"loss": [math.log(10)] * 4, "accuracy": [0.3] * 4}
+    assert "stuck_at_chance" not in [f.code for f in diagnose(flat_but_better, num_classes=10)]
 
 
 def test_thresholds_decide():

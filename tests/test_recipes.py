@@ -272,3 +272,14 @@ def test_margin_loss_gets_a_linear_output_layer(tmp_path):
     model = keras.models.load_model(tmp_path / "model.keras")
     assert model.layers[-1].get_config()["activation"] == "linear"
     assert metrics["test_accuracy"] > 0.5
+
+
+def test_a_run_stuck_at_chance_is_diagnosed_as_such(tmp_path):
+    # Zero weights give every unit the same zero output: softmax stays uniform, loss ln(10).
+    run_recipe(
+        "lenet5_fashion_mnist",
+        *("--dataset", "sample", "--init", "zeros", "--epochs", "2"),
+        *("--out-dir", str(tmp_path), "--verbose", "0"),
+    )
+    findings = json.loads((tmp_path / "diagnosis.json").read_text())
+    assert [finding["code"] for finding in findings] == ["stuck_at_chance"]

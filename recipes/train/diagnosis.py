@@ -1,9 +1,11 @@
 """End-of-run diagnosis from the loss and accuracy curves.
 
 Reads a Keras history (`{"loss": [...], "val_loss": [...], "accuracy": [...], ...}`, one value
-per epoch or per logged step) and recognizes the course's five curve shapes:
+per epoch or per logged step) and recognizes the course's six curve shapes:
 
 - exploding loss (non-finite, or climbing far above its minimum): learning rate too high;
+- a loss that never leaves its initial value ln(C) (softmax cross-entropy over C classes) with
+  accuracy at chance: nothing is learned, a learning-rate or initialization problem;
 - a steady, nearly straight decrease that is not flattening: learning rate too low;
 - a long flat start followed by a sudden drop: bad initialization;
 - a large train/validation gap or a rising validation loss: overfitting;
@@ -15,6 +17,7 @@ writes them into a run directory; `TrainingDiagnosis` is a callback doing all of
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,7 +41,7 @@ class Finding:
     """One problem read from the curves.
 
     Args:
-        code: stable identifier: `exploding_loss`, `learning_rate_too_low`,
+        code: stable identifier: `exploding_loss`, `stuck_at_chance`, `learning_rate_too_low`,
             `bad_initialization`, `overfitting` or `underfitting`.
         summary: the problem in a few words.
         evidence: the figures from the history that show it.
@@ -73,7 +76,10 @@ class DiagnosisThresholds:
             large gap, is a model too weak (depends on the task: lower it for hard ones).
         flat_tolerance: the loss has flattened when it fell less than this fraction over the
             last third of the curve.
-        min_points: fewer points than this only get the exploding-loss check.
+        min_points: fewer points than this only get the exploding-loss and chance checks.
+        chance_tolerance: a loss within this fraction of ln(C) at every point, with accuracy
+            below `chance_accuracy_factor / C`, is stuck at chance.
+        chance_accuracy_factor: see `chance_tolerance`.
     """
 
     divergence_factor: float = 2.0
@@ -87,6 +93,8 @@ class DiagnosisThresholds:
     min_train_accuracy: float = 0.7
     flat_tolerance: float = 0.05
     min_points: int = 4
+    chance_tolerance: float = 0.02
+    chance_accuracy_factor: float = 1.5
 
     def __post_init__(self):
         positive = ("divergence_factor", "plateau_min_points", "min_points")
@@ -99,6 +107,7 @@ class DiagnosisThresholds:
             "val_loss_rise",
             "min_train_accuracy",
             "flat_tolerance",
+            "chance_tolerance",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -108,6 +117,10 @@ class DiagnosisThresholds:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
         if self.divergence_factor <= 1.0:
             raise ValueError(f"divergence_factor must exceed 1, got {self.divergence_factor!r}")
+        if self.chance_accuracy_factor < 1.0:
+            raise ValueError(
+                f"chance_accuracy_factor must be >= 1, got {self.chance_accuracy_factor!r}"
+            )
 
 
 def _accuracy_key(history: Mapping[str, Sequence[float]], accuracy_key: str | None) -> str | None:
@@ -143,6 +156,34 @@ def _exploding(loss: np.ndarray, limits: DiagnosisThresholds) -> Finding | None:
             advice,
         )
     return None
+
+
+def _stuck_at_chance(
+    history: Mapping[str, Sequence[float]],
+    loss: np.ndarray,
+    accuracy_key: str | None,
+    num_classes: int,
+    limits: DiagnosisThresholds,
+) -> Finding | None:
+    chance_loss = math.log(num_classes)
+    if not np.all(np.abs(loss - chance_loss) <= limits.chance_tolerance * chance_loss):
+        return None
+    chance_accuracy = 1.0 / num_classes
+    accuracy = history[accuracy_key][-1] if accuracy_key else None
+    if accuracy is not None and accuracy > limits.chance_accuracy_factor * chance_accuracy:
+        return None
+    shown = f", accuracy {accuracy:.3f} (chance {chance_accuracy:.3f})" if accuracy else ""
+    return Finding(
+        "stuck_at_chance",
+        "Loss stuck at its initial value ln(C): the network learns nothing",
+        f"loss stayed within {limits.chance_tolerance:.0%} of ln({num_classes}) = "
+        f"{chance_loss:.4g} at all {len(loss)} points (last {loss[-1]:.4g}){shown}",
+        "check the learning rate first: too low leaves the loss where it started, too high "
+        "saturates or kills the units so the outputs fall back to uniform (run the "
+        "learning-rate range test, --sanity); then the initialization (zeros or tiny weights "
+        "leave the units identical or dead: use He for ReLU, Glorot for tanh), and that the "
+        "labels belong to the images",
+    )
 
 
 def _plateau_then_drop(loss: np.ndarray, limits: DiagnosisThresholds) -> Finding | None:
@@ -252,6 +293,7 @@ def diagnose(
     history: Mapping[str, Sequence[float]],
     thresholds: DiagnosisThresholds | None = None,
     accuracy_key: str | None = None,
+    num_classes: int | None = None,
 ) -> list[Finding]:
     """Recognizes the course's problem shapes in a loss/accuracy history.
 
@@ -260,10 +302,12 @@ def diagnose(
             `val_loss` and an accuracy metric (and its `val_` twin) when present.
         thresholds: the figures that define each shape; defaults to `DiagnosisThresholds()`.
         accuracy_key: the accuracy metric's name; None picks the first of `ACCURACY_KEYS`.
+        num_classes: the class count when the loss is softmax cross-entropy, whose value for
+            uniform predictions is ln(num_classes); enables the stuck-at-chance check.
 
     Returns:
-        The findings, most fundamental first; empty for a healthy run. An exploding loss is
-        reported alone: the other shapes say nothing once the run has diverged.
+        The findings, most fundamental first; empty for a healthy run. An exploding loss, or a
+        loss stuck at chance, is reported alone: the other shapes say nothing then.
     """
     limits = thresholds or DiagnosisThresholds()
     if "loss" not in history or len(history["loss"]) == 0:
@@ -273,6 +317,10 @@ def diagnose(
     exploding = _exploding(loss, limits)
     if exploding is not None:
         return [exploding]
+    if num_classes is not None and num_classes > 1:
+        stuck = _stuck_at_chance(history, loss, key, num_classes, limits)
+        if stuck is not None:
+            return [stuck]
     if len(loss) < limits.min_points:
         return []
     plateau = _plateau_then_drop(loss, limits)

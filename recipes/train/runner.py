@@ -45,7 +45,12 @@ from recipes.callbacks.monitors import build_monitors, take_monitoring_batch
 from recipes.data.datasets import SPLITS, DatasetInfo, load_dataset
 from recipes.data.image_folder import list_images
 from recipes.data.tta import tta_metrics
-from recipes.optim.losses import get_loss, loss_label_format, loss_output_activation
+from recipes.optim.losses import (
+    canonical_loss_name,
+    get_loss,
+    loss_label_format,
+    loss_output_activation,
+)
 from recipes.optim.optimizers import get_optimizer
 from recipes.optim.schedules import get_schedule, get_schedule_callbacks
 from recipes.train.config import CONFIG_FILE, RunConfig, resolve_config
@@ -335,7 +340,9 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
     history = history_columns(checkpoint.rows)
     _write_curves(run_dir, history)
     if checkpoint.rows:
-        findings = diagnose(history)
+        # Softmax cross-entropy starts at ln(C): the diagnosis can tell a run stuck there.
+        chance = canonical_loss_name(config.optim.loss) == "softmax_cross_entropy"
+        findings = diagnose(history, num_classes=info.num_classes if chance else None)
         write_diagnosis(run_dir, findings)
         print(format_findings(findings))
     if guard.diverged:
