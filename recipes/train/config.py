@@ -260,6 +260,9 @@ class RunOptions:
     seed: int = _option(0, "seed of weights, data order, splits and augmentation")
     out_dir: str | None = _option(None, "run directory (default: runs/<recipe>/<timestamp>)")
     resume: bool = _option(False, "continue the run in --out-dir from its last finished epoch")
+    force_resume: bool = _option(
+        False, "with --resume: continue a run that diverged, from its last good epoch, as saved"
+    )
     dry_run: bool = _option(False, "print the configuration and model, train nothing")
     verbose: int = _option(1, "Keras progress output: 0 silent, 1 progress bar, 2 one line/epoch")
     sanity: bool = _option(False, "sanity checks before training (see docs/babysitting.md)")
@@ -274,8 +277,13 @@ class RunOptions:
         check_integer("run.batch_size", self.batch_size, low=1)
         check_integer("run.seed", self.seed, low=0)
         _optional_str("run.out_dir", self.out_dir)
-        for flag in ("resume", "dry_run", "sanity", "monitors"):
+        for flag in ("resume", "force_resume", "dry_run", "sanity", "monitors"):
             check_bool(f"run.{flag}", getattr(self, flag))
+        if self.force_resume and not self.resume:
+            raise ValueError(
+                "`run.force_resume` (--force-resume) lets --resume continue a run that diverged; "
+                "it needs run.resume (--resume)"
+            )
         check_choice("run.verbose", self.verbose, (0, 1, 2))
         check_integer("run.monitor_every", self.monitor_every, low=1, optional=True)
         check_choice("run.tta", self.tta, tuple(TTA_MODES))
@@ -306,9 +314,10 @@ SECTIONS: dict[str, type] = {
 }
 
 # What a resumed run may change: where and how verbosely it runs, where its data lives, and how
-# its final model is evaluated.
+# its final model is evaluated; and force_resume, a permission for one resume, never saved.
 RESUME_MAY_CHANGE = (
     "run.resume",
+    "run.force_resume",
     "run.out_dir",
     "run.dry_run",
     "run.verbose",
@@ -542,7 +551,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
     text = path.read_text()
-    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        problem = " ".join(str(error).split())
+        raise ValueError(
+            f"config file {path} is not valid {path.suffix[1:].upper() or 'YAML'}: {problem}"
+        ) from None
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a mapping of sections to options")
     return values
