@@ -4,6 +4,7 @@ resolver's names, hyperparameters and errors, and Keras training / saving with e
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ import tensorflow as tf
 from recipes import optim
 from recipes.optim.optimizers import (
     COMMON_HYPERPARAMETERS,
+    KERAS_OPTIMIZER_NAMES,
     OPTIMIZER_NAMES,
     canonical_optimizer_name,
     get_optimizer,
@@ -453,11 +455,11 @@ def test_config_dicts_and_built_optimizers() -> None:
         get_optimizer({"name": "Momentum", "momentum": 0.5}, momentum=0.9)
 
 
-@pytest.mark.parametrize("bad", ["Nadam", "tf.train.FooOptimizer", "", "adagradd"])
+@pytest.mark.parametrize("bad", ["Nadamm", "tf.train.FooOptimizer", "", "adagradd"])
 def test_unknown_name_lists_valid_names(bad: str) -> None:
     with pytest.raises(ValueError, match="Valid names: GradientDescent, Adadelta") as error:
         get_optimizer(bad, learning_rate=0.1)
-    assert all(name in str(error.value) for name in OPTIMIZER_NAMES)
+    assert all(name in str(error.value) for name in (*OPTIMIZER_NAMES, *KERAS_OPTIMIZER_NAMES))
 
 
 @pytest.mark.parametrize(
@@ -515,7 +517,7 @@ def test_aliases_reach_the_optimizer() -> None:
 
 
 def test_hyperparameter_listing_matches_what_is_accepted() -> None:
-    for name in OPTIMIZER_NAMES:
+    for name in (*OPTIMIZER_NAMES, *KERAS_OPTIMIZER_NAMES):
         listed = optimizer_hyperparameters(name)
         assert next(iter(listed)) == "learning_rate"
         assert set(COMMON_HYPERPARAMETERS) <= set(listed)
@@ -557,6 +559,184 @@ def test_classes_validate_their_own_arguments() -> None:
         optim.TFTrainMomentum(nesterov="False")
     with pytest.raises(ValueError, match=r"ProximalGradientDescent: `l2_regularization_strength`"):
         optim.ProximalGradientDescent(l2_regularization_strength=float("nan"))
+
+
+# How optimizer_hyperparameters lists a class parameter, where the two differ.
+LISTED_AS = {
+    "l1_regularization_strength": "l1",
+    "l2_regularization_strength": "l2",
+    "l2_shrinkage_regularization_strength": "l2_shrinkage",
+    "gradient_accumulation_steps": "accumulate_steps",
+}
+
+
+@pytest.mark.parametrize("tf_train_compat", [True, False])
+@pytest.mark.parametrize("name", [*OPTIMIZER_NAMES, *KERAS_OPTIMIZER_NAMES])
+def test_listed_defaults_are_the_class_signature_defaults(name: str, tf_train_compat: bool) -> None:
+    listed = optimizer_hyperparameters(name, tf_train_compat=tf_train_compat)
+    cls = type(get_optimizer(name, tf_train_compat=tf_train_compat))
+    checked = 0
+    for parameter in inspect.signature(cls).parameters.values():
+        key = LISTED_AS.get(parameter.name, parameter.name)
+        if key not in listed:
+            continue
+        expected = parameter.default
+        if key == "accumulate_steps":
+            expected = 1 if expected is None else expected  # Keras' None: one batch per update
+        if (name, key, tf_train_compat) == ("Momentum", "momentum", False):
+            # Keras' SGD has no momentum by default; the name Momentum keeps TFTrainMomentum's.
+            expected = inspect.signature(optim.TFTrainMomentum).parameters["momentum"].default
+        assert listed[key] == expected, (name, key)
+        checked += 1
+    # Everything but the base optimizer's arguments our classes take through **kwargs.
+    assert checked >= len(listed) - len(COMMON_HYPERPARAMETERS)
+
+
+# tf.compat.v1.train's spelling of our hyperparameter names.
+TF_TRAIN_SPELLING = {
+    "decay": "rho",
+    "beta1": "beta_1",
+    "beta2": "beta_2",
+    "use_nesterov": "nesterov",
+    "initial_gradient_squared_accumulator_value": "initial_accumulator_value",
+    **LISTED_AS,
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_tf_train_defaults_are_tf_trains_own(name: str) -> None:
+    """Every default tf.compat.v1.train declares is ours under tf_train_compat=True."""
+    listed = optimizer_hyperparameters(name)
+    reference = inspect.signature(getattr(tf.compat.v1.train, f"{name}Optimizer"))
+    compared = []
+    for parameter in reference.parameters.values():
+        key = TF_TRAIN_SPELLING.get(parameter.name, parameter.name)
+        if parameter.default is parameter.empty or key not in listed:
+            continue  # no default (Momentum's momentum), or not a hyperparameter (use_locking)
+        expected = parameter.default
+        if (name, key) == ("Ftrl", "beta"):
+            expected = 0.0 if expected is None else expected  # tf.train reads None as 0
+        assert listed[key] == expected, (name, key)
+        compared.append(key)
+    assert compared or name == "GradientDescent"  # tf.train's GradientDescent has none
+    assert optimizer_hyperparameters("RMSProp")["rho"] == 0.9
+    assert optimizer_hyperparameters("RMSProp")["epsilon"] == 1e-10
+    assert optimizer_hyperparameters("Adam")["epsilon"] == 1e-8
+    assert optimizer_hyperparameters("Adadelta")["epsilon"] == 1e-8
+
+
+def test_keras_optimizers_are_discovered_from_keras() -> None:
+    assert {"AdamW", "Lion", "Lamb", "Nadam", "Adamax", "Adafactor"} <= set(KERAS_OPTIMIZER_NAMES)
+    assert {"LossScaleOptimizer", "MultiOptimizer", "Optimizer"}.isdisjoint(KERAS_OPTIMIZER_NAMES)
+    # Keras' optimizers tf.train also has are reached through the tf.train name.
+    assert not {"SGD", "Adam", "RMSprop", "Ftrl", "Adagrad", "Adadelta"} & set(
+        KERAS_OPTIMIZER_NAMES
+    )
+    reachable = {
+        type(get_optimizer(name, tf_train_compat=False))
+        for name in (*OPTIMIZER_NAMES, *KERAS_OPTIMIZER_NAMES)
+    }
+    for attribute in dir(keras.optimizers):
+        cls = getattr(keras.optimizers, attribute)
+        if isinstance(cls, type) and issubclass(cls, keras.optimizers.Optimizer):
+            parameters = inspect.signature(cls).parameters
+            wraps_another = "learning_rate" not in parameters
+            assert wraps_another or cls in reachable, cls
+
+
+KERAS_FORMS = [(name, True) for name in KERAS_OPTIMIZER_NAMES] + [
+    (name, False)
+    for name in ("GradientDescent", "Momentum", "Adagrad", "Adadelta", "Adam", "Ftrl", "RMSProp")
+]
+
+
+@pytest.mark.parametrize(("name", "tf_train_compat"), KERAS_FORMS)
+def test_keras_optimizers_build_by_name_and_train(name: str, tf_train_compat: bool) -> None:
+    optimizer = get_optimizer(name.lower(), learning_rate=0.01, tf_train_compat=tf_train_compat)
+    assert type(optimizer).__module__.startswith("keras")
+    keras.utils.set_random_seed(0)
+    tokens, targets = _tiny_data()
+    model = _tiny_model()
+    model.compile(optimizer=optimizer, loss="mse")
+    before = [np.asarray(w) for w in model.get_weights()]
+    model.fit(tokens[:16], targets[:16], batch_size=16, epochs=1, verbose=0)
+    assert int(optimizer.iterations) == 1
+    after = model.get_weights()
+    assert all(np.isfinite(w).all() for w in after)
+    assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_keras_arguments_reach_the_keras_object() -> None:
+    adamw = get_optimizer("AdamW", weight_decay=0.1)
+    assert type(adamw) is keras.optimizers.AdamW and adamw.weight_decay == 0.1
+    lion = get_optimizer("lion", use_ema=True, ema_momentum=0.9, beta1=0.8, clipnorm=1.0)
+    assert (lion.use_ema, lion.ema_momentum, lion.beta_1, lion.clipnorm) == (True, 0.9, 0.8, 1.0)
+    adam = get_optimizer("Adam", tf_train_compat=False, amsgrad=True, gradient_accumulation_steps=2)
+    assert type(adam) is keras.optimizers.Adam and adam.amsgrad
+    assert adam.gradient_accumulation_steps == 2
+    sgd = get_optimizer("SGD", tf_train_compat=False, momentum=0.5, weight_decay=1e-4)
+    assert type(sgd) is keras.optimizers.SGD and (sgd.momentum, sgd.weight_decay) == (0.5, 1e-4)
+    ftrl = get_optimizer("Ftrl", tf_train_compat=False, l1=0.1)
+    assert type(ftrl) is keras.optimizers.Ftrl and ftrl.l1_regularization_strength == 0.1
+
+
+@pytest.mark.parametrize(
+    ("name", "tf_train_compat", "hyperparameters", "message"),
+    [
+        (
+            "Lion",
+            True,
+            {"momentum": 0.9},
+            "Lion does not take hyperparameter 'momentum'. It accepts: beta_1, beta_2, weight_decay, use_ema",
+        ),
+        (
+            "AdamW",
+            True,
+            {"weight_decay": -1.0},
+            "AdamW: `weight_decay` must be None or a number >= 0",
+        ),
+        ("Nadam", True, {"use_ema": "yes"}, "`use_ema` must be True or False"),
+        ("Lamb", True, {"beta_1": 1.0}, "Lamb: `beta_1` must be a number in [0, 1)"),
+        (
+            "Adam",
+            True,
+            {"amsgrad": True},
+            "It accepts: beta_1, beta_2, epsilon, clipnorm, clipvalue, global_clipnorm, accumulate_steps. Keras' Adam, which tf_train_compat=False gives, takes it.",
+        ),
+        (
+            "GradientDescent",
+            True,
+            {"weight_decay": 0.1},
+            "Keras' SGD, which tf_train_compat=False gives, takes it.",
+        ),
+        (
+            "Adam",
+            False,
+            {"use_locking": True},
+            "Adam does not take hyperparameter 'use_locking'. It accepts: beta_1, beta_2, epsilon, amsgrad, weight_decay",
+        ),
+    ],
+)
+def test_unknown_or_bad_keras_arguments_are_refused(
+    name: str, tf_train_compat: bool, hyperparameters: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_optimizer(name, tf_train_compat=tf_train_compat, **hyperparameters)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "cls"),
+    [
+        ("RMSprop", optim.TFTrainRMSProp),
+        ("adam", optim.TFTrainAdam),
+        ("SGD", keras.optimizers.SGD),
+        ("adam-w", keras.optimizers.AdamW),
+        ("Schedule Free AdamW", keras.optimizers.ScheduleFreeAdamW),
+        ("NADAM", keras.optimizers.Nadam),
+    ],
+)
+def test_shared_names_give_the_tf_train_class_and_keras_names_resolve(spelling, cls) -> None:
+    assert type(get_optimizer(spelling)) is cls
 
 
 def _tiny_model() -> keras.Model:

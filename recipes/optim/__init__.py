@@ -13,7 +13,7 @@ that uses them loads with plain `keras.models.load_model`.
 """
 
 from recipes.optim.losses import LOSS_NAMES, get_loss
-from recipes.optim.optimizers import OPTIMIZER_NAMES, get_optimizer
+from recipes.optim.optimizers import KERAS_OPTIMIZER_NAMES, OPTIMIZER_NAMES, get_optimizer
 from recipes.optim.schedules import SCHEDULE_NAMES, LinearWarmup, get_schedule
 from recipes.optim.tf_train import (
     AdagradDA,
@@ -28,6 +28,7 @@ from recipes.optim.tf_train import (
 )
 
 __all__ = [
+    "KERAS_OPTIMIZER_NAMES",
     "LOSS_NAMES",
     "OPTIMIZER_NAMES",
     "SCHEDULE_NAMES",
