@@ -143,11 +143,12 @@ def _keras_only_optimizers() -> dict[str, type]:
     return found
 
 
-KERAS_OPTIMIZER_NAMES: tuple[str, ...] = tuple(sorted(_keras_only_optimizers()))
+_KERAS_ONLY = _keras_only_optimizers()
+KERAS_OPTIMIZER_NAMES: tuple[str, ...] = tuple(sorted(_KERAS_ONLY))
 
 _ALGORITHMS: dict[str, _Algorithm] = {
     **{algorithm.name: algorithm for algorithm in _TF_TRAIN_ALGORITHMS},
-    **{name: _Algorithm(name, cls, cls) for name, cls in _keras_only_optimizers().items()},
+    **{name: _Algorithm(name, cls, cls) for name, cls in _KERAS_ONLY.items()},
 }
 
 
