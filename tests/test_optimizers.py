@@ -317,7 +317,6 @@ def test_l1_cases_produce_exact_zeros() -> None:
 KERAS_CONFIGURED_AS_TF_TRAIN = [
     ("Adagrad", lambda: keras.optimizers.Adagrad(0.1, epsilon=0.0)),
     ("Adadelta", lambda: keras.optimizers.Adadelta(1.0, epsilon=1e-8)),
-    ("Adam", lambda: keras.optimizers.Adam(0.01, epsilon=1e-8)),
     ("Ftrl", lambda: keras.optimizers.Ftrl(0.1)),
     ("Momentum", lambda: keras.optimizers.SGD(0.02, momentum=0.9)),
     ("RMSProp", lambda: keras.optimizers.RMSprop(0.005, rho=0.9, epsilon=1e-10)),
@@ -328,11 +327,13 @@ KERAS_CONFIGURED_AS_TF_TRAIN = [
 def test_keras_configured_as_tf_train_still_disagrees(name: str, make_keras: Callable) -> None:
     """Why the TFTrain* classes exist: Keras' own, given tf.train's defaults, fails the reference.
 
-    On sparse gradients with repeated and untouched rows (all of them), and for RMSProp and Adam
-    on dense ones too (mean square starting at 0; pow() bias correction).
+    On sparse gradients with repeated and untouched rows (all of them), and for RMSProp on dense
+    ones too (mean square starting at 0). Keras 3.15's Adam, given epsilon 1e-8, agrees with
+    tf.train's within this comparison's tolerance (its pow() bias correction differs only in
+    rounding), so it is not listed; TFTrainAdam stays for tf.train's running beta powers.
     """
     case = next(c for c in CASES if c.name == name and not c.ours)
-    for problem in (PROBLEMS[2], *([PROBLEMS[1]] if name in ("RMSProp", "Adam") else [])):
+    for problem in (PROBLEMS[2], *([PROBLEMS[1]] if name == "RMSProp" else [])):
         expected = _run_reference(case, problem)
         actual, _ = _run_ours(make_keras(), problem)
         with pytest.raises(AssertionError):

@@ -177,10 +177,12 @@ def test_run_sanity_checks_report(tmp_path):
 
 
 def test_invalid_arguments_are_rejected(tmp_path):
-    with pytest.raises(ValueError, match="unknown loss_name 'mse'"):
+    with pytest.raises(ValueError, match="Unknown loss 'mse'. Valid names: softmax_cross"):
         expected_initial_loss("mse", NUM_CLASSES)
-    with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
+    with pytest.raises(ValueError, match="`num_classes` must be an integer >= 2"):
         expected_initial_loss("svm_hinge", 1)
+    # Every spelling the losses accept names the same family.
+    assert expected_initial_loss("Cross-Entropy", NUM_CLASSES) == pytest.approx(np.log(NUM_CLASSES))
     with pytest.raises(ValueError, match="need 0 < min_lr < max_lr"):
         lr_range_test(_factory(), _blobs(), tmp_path / "x.png", min_lr=1.0, max_lr=0.1)
     with pytest.raises(ValueError, match="regularization_scales must be at least two"):

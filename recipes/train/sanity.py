@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
 
+from layers import naming
+from layers.validation import check_integer
 from recipes.callbacks.monitors import TrainingHealthWarning
 
 ModelFactory = Callable[[float], keras.Model]
@@ -35,6 +37,7 @@ OptimizerSpec = str | Callable[[float], keras.optimizers.Optimizer]
 # Loss family -> expected loss when every class gets the same score, per number of classes.
 SOFTMAX_LOSS_NAMES = ("softmax_cross_entropy", "cross_entropy", "sparse_categorical_crossentropy")
 SVM_LOSS_NAMES = ("svm_hinge", "multiclass_hinge")
+_LOSS_FAMILY_NAMES = naming.Names("loss", SOFTMAX_LOSS_NAMES + SVM_LOSS_NAMES)
 
 
 def expected_initial_loss(loss_name: str, num_classes: int, margin: float = 1.0) -> float:
@@ -46,15 +49,11 @@ def expected_initial_loss(loss_name: str, num_classes: int, margin: float = 1.0)
         num_classes: C, at least 2.
         margin: the SVM margin.
     """
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    if loss_name in SOFTMAX_LOSS_NAMES:
+    check_integer("num_classes", num_classes, low=2)
+    # Any spelling the losses accept ("Cross-Entropy", "SVM hinge").
+    if _LOSS_FAMILY_NAMES.resolve(loss_name) in SOFTMAX_LOSS_NAMES:
         return math.log(num_classes)
-    if loss_name in SVM_LOSS_NAMES:
-        return (num_classes - 1) * margin
-    raise ValueError(
-        f"unknown loss_name {loss_name!r}; accepted: {SOFTMAX_LOSS_NAMES + SVM_LOSS_NAMES}"
-    )
+    return (num_classes - 1) * margin
 
 
 def _ends_in_softmax(model: keras.Model) -> bool:
@@ -71,7 +70,7 @@ def resolve_loss(model: keras.Model, loss_name: str, loss: keras.losses.Loss | N
     expected_initial_loss(loss_name, 2)  # validates the name
     if loss is not None:
         return loss
-    if loss_name in SVM_LOSS_NAMES:
+    if _LOSS_FAMILY_NAMES.resolve(loss_name) in SVM_LOSS_NAMES:
         raise ValueError(f"loss_name {loss_name!r} needs the loss itself: pass loss=")
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
 
