@@ -1,10 +1,12 @@
-"""Weight normalization (Salimans & Kingma, 2016) as a wrapper around Dense and Conv layers."""
+"""Weight normalization (Salimans & Kingma, 2016) as a wrapper around Dense, Conv and RNN layers."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
 from keras import ops
+
+from layers import validation
 
 _CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _TRANSPOSED = (
@@ -13,6 +15,8 @@ _TRANSPOSED = (
     keras.layers.Conv3DTranspose,
 )
 _SUPPORTED = (keras.layers.Dense, *_CONVOLUTIONS, *_TRANSPOSED)
+# Recurrent layers are supported through their cell's recurrent kernel, as TensorFlow Addons did.
+_RECURRENT_CELLS = (keras.layers.SimpleRNNCell, keras.layers.LSTMCell, keras.layers.GRUCell)
 # Keeps the data-dependent scale finite for a unit whose first-batch output is constant.
 _INIT_EPSILON = 1e-6
 
@@ -51,6 +55,10 @@ def _unit_scale(kernel, gains, unit_axis: int):
     return scale_and_gradient(kernel, gains)
 
 
+def _is_recurrent(layer) -> bool:
+    return isinstance(layer, keras.layers.RNN) and isinstance(layer.cell, _RECURRENT_CELLS)
+
+
 @keras.saving.register_keras_serializable(package="layers")
 class WeightNormalization(keras.layers.Wrapper):
     """Reparameterizes a layer's kernel as `w = g * v / ||v||` per output unit.
@@ -76,29 +84,64 @@ class WeightNormalization(keras.layers.Wrapper):
 
     Supported layers: `Dense`, `Conv1D`, `Conv2D`, `Conv3D` and their
     `Conv*Transpose` counterparts (for which the output unit is the
-    second-to-last kernel axis).
+    second-to-last kernel axis), and the recurrent layers `SimpleRNN`, `LSTM`
+    and `GRU` (or `keras.layers.RNN` around one of their cells). For a
+    recurrent layer the normalized weight is the cell's *recurrent* kernel
+    (one `g` per column of the fused gate kernel, `4 * units` for an LSTM), as
+    in TensorFlow Addons; the input kernel and the bias stay plain weights and
+    the layer runs its own loop (cuDNN included) with `w` in place of the
+    recurrent kernel. The data-dependent initialization is not used for
+    recurrent layers: the paper leaves recurrent models to standard
+    initialization, and TensorFlow Addons warned against it and only scaled
+    `g` by an ad hoc statistic of the layer's final output, so `data_init=True`
+    is refused for them.
+
+    `remove()` returns a plain copy of the wrapped layer with `w` as its
+    kernel, for inference and export.
 
     Args:
         layer: an instance of one of the supported layers.
         data_init: whether to run the data-dependent initialization on the
-            first training batch. Default True.
+            first training batch. Default None: True (TensorFlow Addons'
+            default) for Dense and convolution layers, False for recurrent
+            layers.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, layer: keras.layers.Layer, data_init: bool = True, **kwargs) -> None:
-        if not isinstance(layer, _SUPPORTED):
+    def __init__(self, layer: keras.layers.Layer, data_init: bool | None = None, **kwargs) -> None:
+        recurrent = _is_recurrent(layer)
+        if not (recurrent or isinstance(layer, _SUPPORTED)):
             names = ", ".join(cls.__name__ for cls in _SUPPORTED)
             raise ValueError(
-                f"WeightNormalization wraps one of {names}. "
-                f"Received: layer={layer!r} of type {type(layer).__name__}"
+                f"WeightNormalization wraps one of {names}, or a SimpleRNN, LSTM or GRU "
+                f"layer. Received: layer={layer!r} of type {type(layer).__name__}"
+            )
+        if data_init is not None:
+            validation.check_bool("data_init", data_init, owner="WeightNormalization")
+        if recurrent and data_init:
+            raise ValueError(
+                "WeightNormalization: the data-dependent initialization is not used for "
+                f"recurrent layers ({type(layer).__name__}); the paper leaves recurrent models "
+                "to standard initialization. Use data_init=False (the default for recurrent "
+                "layers). "
+                f"Received: data_init={data_init!r}"
             )
         super().__init__(layer, **kwargs)
-        self.data_init = bool(data_init)
+        self.data_init = not recurrent if data_init is None else data_init
+        self._recurrent = recurrent
         self._unit_axis = -2 if isinstance(layer, _TRANSPOSED) else -1
+        self.supports_masking = layer.supports_masking
+
+    def _kernel_variable(self):
+        """`v`: the variable that is normalized (the recurrent kernel for an RNN layer)."""
+        if self._recurrent:
+            return self.layer.cell.recurrent_kernel
+        return self.layer.kernel
 
     def build(self, input_shape=None) -> None:
         super().build(input_shape)
-        kernel = self.layer.kernel
+        self._built_input_shape = input_shape
+        kernel = self._kernel_variable()
         rank = len(kernel.shape)
         self._norm_axes = tuple(a for a in range(rank) if a != self._unit_axis % rank)
         units = kernel.shape[self._unit_axis]
@@ -201,7 +244,28 @@ class WeightNormalization(keras.layers.Wrapper):
             lambda: ops.zeros((), "float32"),
         )
 
-    def call(self, inputs, training=None):
+    def _recurrent_call(self, inputs, training, mask):
+        """Runs the RNN layer with `g * v / ||v||` in place of its cell's recurrent kernel.
+
+        The cell reads `recurrent_kernel` while the layer traces its loop, so the
+        attribute holds the normalized tensor for the duration of this call only
+        (set without Keras' attribute tracking, so the variable stays the
+        tracked, saved weight) and is restored afterwards, also on errors.
+        """
+        cell = self.layer.cell
+        variable = cell.recurrent_kernel
+        kernel = ops.copy(variable)
+        scale = _unit_scale(kernel, ops.copy(self.g), self._unit_axis)
+        normalized = ops.cast(kernel * scale, cell.compute_dtype)
+        object.__setattr__(cell, "recurrent_kernel", normalized)
+        try:
+            return self.layer(inputs, training=training, mask=mask)
+        finally:
+            object.__setattr__(cell, "recurrent_kernel", variable)
+
+    def call(self, inputs, training=None, mask=None):
+        if self._recurrent:
+            return self._recurrent_call(inputs, training, mask)
         if self.initialized is not None and training:
             self._initialize_from_data(inputs)
         outputs = self._normalized_linear(inputs, self.g)
@@ -211,6 +275,47 @@ class WeightNormalization(keras.layers.Wrapper):
         if self.layer.activation is not None:
             outputs = self.layer.activation(outputs)
         return outputs
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    def effective_kernel(self):
+        """The kernel the wrapped layer computes with, `g * v / ||v||`, as a tensor."""
+        if not self.built:
+            raise ValueError(
+                "WeightNormalization: build or call the wrapper before reading its kernel."
+            )
+        kernel = ops.convert_to_tensor(self._kernel_variable())
+        norm = ops.sqrt(ops.sum(ops.square(kernel), axis=self._norm_axes))
+        return kernel * _along(self.g / norm, len(kernel.shape), self._unit_axis)
+
+    def remove(self) -> keras.layers.Layer:
+        """A plain layer that computes what the wrapper computes, without the wrapper.
+
+        Returns a new layer of the wrapped layer's class and configuration,
+        built, whose kernel (the recurrent kernel for an RNN layer) is
+        `g * v / ||v||` and whose other weights (bias, input kernel) are copies
+        of the wrapped layer's. Use it for inference and export, where the
+        reparameterization only costs time. The wrapper and its variables are
+        left unchanged (unlike TensorFlow Addons' `remove()`, which swapped the
+        kernel of the wrapped layer itself).
+        """
+        kernel = self.effective_kernel()
+        variable = self._kernel_variable()
+        plain = type(self.layer).from_config(self.layer.get_config())
+        plain.build(self._built_input_shape)
+        matches = [source is variable for source in self.layer.weights]
+        if len(plain.weights) != len(matches) or sum(matches) != 1:
+            raise RuntimeError(
+                f"WeightNormalization.remove(): cannot match the weights of the "
+                f"{type(self.layer).__name__} copy to the wrapped layer's (kernel variable "
+                f"found {sum(matches)} times among {len(matches)} weights)."
+            )
+        for source, target, is_kernel in zip(
+            self.layer.weights, plain.weights, matches, strict=True
+        ):
+            target.assign(kernel if is_kernel else source)
+        return plain
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

@@ -74,6 +74,13 @@ CASES = {
         False,
         True,
     ),
+    "weight_lstm": (
+        _weight_norm(lambda d: keras.layers.LSTM(3, return_sequences=True, dtype=d)),
+        (5, 2),
+        False,
+        True,
+    ),
+    "weight_gru": (_weight_norm(lambda d: keras.layers.GRU(2, dtype=d)), (4, 3), False, True),
     "maxout_dense": (lambda d: Maxout(3, units=4, dtype=d), (6,), False, True),
     "maxout_channels": (lambda d: Maxout(2, dtype=d), (4, 4, 8), False, False),
     "locally_connected_1d": (
