@@ -8,6 +8,7 @@ so `keras.models.load_model` restores models that use them without
 from layers import initializers
 from layers.group_normalization import GroupNormalization
 from layers.initializers import SparseInitializer
+from layers.instance_normalization import InstanceNormalization
 from layers.local_response_normalization import LocalResponseNormalization
 from layers.locally_connected import LocallyConnected1D, LocallyConnected2D
 from layers.maxout import Maxout
@@ -16,6 +17,7 @@ from layers.weight_normalization import WeightNormalization
 
 __all__ = [
     "GroupNormalization",
+    "InstanceNormalization",
     "LocalResponseNormalization",
     "LocallyConnected1D",
     "LocallyConnected2D",

@@ -16,8 +16,10 @@ class GroupNormalization(keras.layers.Layer):
     each sample is normalized to zero mean and unit variance over its channels
     and all spatial positions, then scaled by `gamma` and shifted by `beta`
     per channel. It does not depend on the batch size, unlike batch norm.
-    `groups=1` is layer normalization over (H, W, C); `groups=C` is instance
-    normalization. Results equal `keras.layers.GroupNormalization`.
+    `groups=1` is layer normalization over (H, W, C); `groups=-1` (one group
+    per channel, whatever the channel count) is instance normalization, as in
+    Keras and TensorFlow Addons (`InstanceNormalization` is this layer with
+    `groups=-1`). Results equal `keras.layers.GroupNormalization`.
 
     Why it is faster than Keras's layer: the statistics are reduced over the
     spatial axes first, on the tensor's own layout, to per-channel sums, and
@@ -30,8 +32,9 @@ class GroupNormalization(keras.layers.Layer):
 
     Args:
         groups: number of channel groups; must divide the channel count.
+            -1 gives one group per channel (instance normalization).
             Default 32.
-        axis: the channel axis. Default -1.
+        axis: the channel axis; not the batch axis 0. Default -1.
         epsilon: added to the variance to avoid division by zero. Default 1e-3.
         center: whether to add the learned offset `beta`. Default True.
         scale: whether to multiply by the learned scale `gamma`. Default True.
@@ -57,9 +60,20 @@ class GroupNormalization(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.supports_masking = True
-        self.groups = validation.check_integer("groups", groups, low=1)
-        if isinstance(axis, bool) or not isinstance(axis, int):
-            raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
+        instance_norm = isinstance(groups, int) and not isinstance(groups, bool) and groups == -1
+        if not instance_norm:
+            try:
+                validation.check_integer("groups", groups, low=1)
+            except ValueError:
+                raise ValueError(
+                    "`groups` must be an integer >= 1, or -1 for one group per channel. "
+                    f"Received: groups={groups!r}"
+                ) from None
+        self.groups = int(groups)
+        if isinstance(axis, bool) or not isinstance(axis, int) or axis == 0:
+            raise ValueError(
+                f"`axis` must be an integer other than 0 (the batch axis). Received: axis={axis!r}"
+            )
         self.axis = axis
         self.epsilon = validation.check_number("epsilon", epsilon, low=0, low_open=True)
         self.center = bool(center)
@@ -72,13 +86,20 @@ class GroupNormalization(keras.layers.Layer):
         self.gamma_constraint = keras.constraints.get(gamma_constraint)
 
     def build(self, input_shape) -> None:
-        channels = validation.axis_size(type(self).__name__, input_shape, self.axis)
+        owner = type(self).__name__
+        rank = len(input_shape)
+        if -rank <= self.axis < rank and self.axis % rank == 0:
+            raise ValueError(
+                f"{owner}: axis={self.axis} is the batch axis of an input of rank {rank}; "
+                f"pass the channel axis. Input shape: {tuple(input_shape)}."
+            )
+        channels = validation.axis_size(owner, input_shape, self.axis)
         if channels % self.groups:
             raise ValueError(
-                f"GroupNormalization: the number of channels ({channels}, axis {self.axis}) "
+                f"{owner}: the number of channels ({channels}, axis {self.axis}) "
                 f"must be divisible by groups={self.groups}. Input shape: {tuple(input_shape)}."
             )
-        rank = len(input_shape)
+        self._groups = channels if self.groups == -1 else self.groups
         self._channel_axis = self.axis % rank
         self._reduction_axes = tuple(a for a in range(1, rank) if a != self._channel_axis)
         self._channels = channels
@@ -104,8 +125,10 @@ class GroupNormalization(keras.layers.Layer):
 
     def _per_channel(self, sums, count: int):
         """Per-channel sums of shape (batch, C) -> per-channel group means (batch, C)."""
-        per_group = self._channels // self.groups
-        grouped = ops.reshape(sums, (-1, self.groups, per_group))
+        per_group = self._channels // self._groups
+        if per_group == 1:
+            return sums / count
+        grouped = ops.reshape(sums, (-1, self._groups, per_group))
         means = ops.sum(grouped, axis=-1, keepdims=True) / count
         return ops.reshape(ops.repeat(means, per_group, axis=-1), (-1, self._channels))
 
@@ -119,7 +142,7 @@ class GroupNormalization(keras.layers.Layer):
         compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
         x = ops.cast(inputs, compute_dtype)
         rank = len(x.shape)
-        count = self._channels // self.groups
+        count = self._channels // self._groups
         for axis in self._reduction_axes:
             count = count * ops.shape(x)[axis]
         count = ops.cast(count, compute_dtype)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from layers import (
     GroupNormalization,
+    InstanceNormalization,
     LocallyConnected1D,
     LocallyConnected2D,
     LocalResponseNormalization,
@@ -46,6 +47,14 @@ CASES = {
     "group_channels_first": (
         lambda d: GroupNormalization(groups=2, axis=1, dtype=d),
         (4, 3, 5),
+        False,
+        True,
+    ),
+    "group_instance": (lambda d: GroupNormalization(groups=-1, dtype=d), (4, 3, 6), False, True),
+    "instance": (lambda d: InstanceNormalization(dtype=d), (5, 4, 3), False, True),
+    "instance_channels_first": (
+        lambda d: InstanceNormalization(axis=1, epsilon=1e-5, dtype=d),
+        (3, 4, 5),
         False,
         True,
     ),
