@@ -45,6 +45,18 @@ def _max_over_pieces(values, num_pieces: int, axis: int):
     return maximum(values)
 
 
+def _max_by_reshape(values, axis: int, outer: int, inner: int, over_inner: bool):
+    """Views `axis` as `(outer, inner)` (one of them may be -1) and takes the max over one.
+
+    Works when the size of `axis` is only known at run time. Autodiff of the
+    reduction shares the gradient equally between tied pieces, like the
+    hand-written gradient of `_max_over_pieces`.
+    """
+    shape = ops.shape(values)
+    grouped = ops.reshape(values, (*shape[:axis], outer, inner, *shape[axis + 1 :]))
+    return ops.max(grouped, axis=axis + 1 if over_inner else axis)
+
+
 @keras.saving.register_keras_serializable(package="layers")
 class Maxout(keras.layers.Layer):
     """The maximum over `num_pieces` linear pieces.
@@ -57,29 +69,52 @@ class Maxout(keras.layers.Layer):
       `keras.layers.Dense(units * num_pieces)` followed by the channel-wise max.
     - Channel-wise form (`units=None`): no weights; the `C` channels along
       `axis` of an existing feature map (e.g. a convolution with
-      `C = units * num_pieces` filters) are reduced to `C / num_pieces`.
+      `C = units * num_pieces` filters) are reduced to `C / num_pieces`. Give
+      either `num_pieces` (pieces per output unit) or, as TensorFlow Addons'
+      `Maxout(num_units, axis)` took it, `num_units` (output units along
+      `axis`; the pieces are `C / num_units`). With `num_units` the size of
+      `axis` may be unknown until the layer is called, as in TFA.
 
-    Channel `c` of the input is piece `c // units_out` of unit
-    `c % units_out` (`units_out = C / num_pieces`): the pieces of one unit are
-    `num_pieces` strided blocks, so the max is an element-wise maximum of
-    `num_pieces` contiguous slices rather than a reduction over a tiny
-    innermost axis. (TensorFlow Addons grouped adjacent channels instead; for
-    a learned layer the two are equivalent up to a permutation of the kernel.)
+    Which channels form a unit (`U = C / num_pieces` output units, `k =
+    num_pieces` pieces each):
+
+    - `grouping="strided"` (default): unit `i` is the maximum of channels
+      `i, i + U, ..., i + (k - 1) U` (piece `j` is the contiguous block of
+      channels `j U ... (j + 1) U - 1`). This is exactly TensorFlow Addons'
+      `tfa.layers.Maxout` (it viewed the channels as `(k, U)` and reduced over
+      `k`), and lets the max be an element-wise maximum of `k` contiguous
+      slices rather than a reduction over a tiny innermost axis.
+    - `grouping="adjacent"`: unit `i` is the maximum of the adjacent channels
+      `i k, ..., i k + k - 1` (channels viewed as `(U, k)`, reduced over `k`),
+      as TensorFlow 1's `tf.contrib.layers.maxout` and most PyTorch
+      implementations (`view(..., U, k).max(-1)`) group them. Use it to run
+      weights trained with that layout.
+
+    For a learned layer the two groupings are equivalent up to a permutation
+    of the kernel's output columns.
 
     Args:
-        num_pieces: number of linear pieces per unit (>= 1).
+        num_pieces: number of linear pieces per unit (>= 1). Required unless
+            `num_units` is given.
         units: output units of the dense form; None for the channel-wise form.
         axis: channel axis of the channel-wise form (the dense form always uses
             the last axis). Default -1.
         use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
         bias_regularizer, kernel_constraint, bias_constraint: as in
             `keras.layers.Dense`; only used by the dense form.
+        num_units: TensorFlow Addons' argument for the channel-wise form: the
+            number of output units along `axis`, which must divide its size.
+            Exclusive with `num_pieces` and `units`. Pass it by keyword:
+            TFA's first positional argument was `num_units`, this layer's is
+            `num_pieces`.
+        grouping: `"strided"` (default, TensorFlow Addons') or `"adjacent"`
+            (`tf.contrib.layers.maxout`'s), see above.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
     def __init__(
         self,
-        num_pieces: int,
+        num_pieces: int | None = None,
         units: int | None = None,
         axis: int = -1,
         use_bias: bool = True,
@@ -89,11 +124,26 @@ class Maxout(keras.layers.Layer):
         bias_regularizer=None,
         kernel_constraint=None,
         bias_constraint=None,
+        num_units: int | None = None,
+        grouping: str = "strided",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.num_pieces = validation.check_integer("num_pieces", num_pieces, low=1)
+        self.num_pieces = validation.check_integer("num_pieces", num_pieces, low=1, optional=True)
         self.units = validation.check_integer("units", units, low=1, optional=True)
+        self.num_units = validation.check_integer("num_units", num_units, low=1, optional=True)
+        if (self.num_pieces is None) == (self.num_units is None):
+            raise ValueError(
+                "Maxout takes either `num_pieces` (linear pieces per unit) or `num_units` "
+                "(TensorFlow Addons' argument: output units along `axis`), not both and not "
+                f"neither. Received: num_pieces={num_pieces!r}, num_units={num_units!r}"
+            )
+        if self.num_units is not None and self.units is not None:
+            raise ValueError(
+                "Maxout: `num_units` sets the output size of the channel-wise form; the dense "
+                f"form takes `units` and `num_pieces`. Received: units={units!r}, "
+                f"num_units={num_units!r}"
+            )
         if isinstance(axis, bool) or not isinstance(axis, int):
             raise ValueError(f"`axis` must be an integer. Received: axis={axis!r}")
         if self.units is not None and axis != -1:
@@ -102,6 +152,7 @@ class Maxout(keras.layers.Layer):
                 f"axis must be -1. Received: axis={axis!r}"
             )
         self.axis = axis
+        self.grouping = validation.check_choice("grouping", grouping, ("strided", "adjacent"))
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -113,14 +164,25 @@ class Maxout(keras.layers.Layer):
         self.bias = None
 
     def build(self, input_shape) -> None:
-        size = validation.axis_size(type(self).__name__, input_shape, self.axis)
+        owner = type(self).__name__
         if self.units is None:
-            if size % self.num_pieces:
+            if not -len(input_shape) <= self.axis < len(input_shape):
+                validation.axis_size(owner, input_shape, self.axis)  # raises: out of range
+            size = input_shape[self.axis]
+            if self.num_pieces is not None:
+                size = validation.axis_size(owner, input_shape, self.axis)
+                if size % self.num_pieces:
+                    raise ValueError(
+                        f"Maxout: the size of axis {self.axis} ({size}) must be divisible by "
+                        f"num_pieces={self.num_pieces}. Input shape: {tuple(input_shape)}."
+                    )
+            elif size is not None and size % self.num_units:
                 raise ValueError(
                     f"Maxout: the size of axis {self.axis} ({size}) must be divisible by "
-                    f"num_pieces={self.num_pieces}. Input shape: {tuple(input_shape)}."
+                    f"num_units={self.num_units}. Input shape: {tuple(input_shape)}."
                 )
             return
+        size = validation.axis_size(owner, input_shape, self.axis)
         width = self.units * self.num_pieces
         self.kernel = self.add_weight(
             shape=(size, width),
@@ -144,12 +206,23 @@ class Maxout(keras.layers.Layer):
             pieces = ops.matmul(inputs, self.kernel)
             if self.bias is not None:
                 pieces = pieces + self.bias
-        return _max_over_pieces(pieces, self.num_pieces, self.axis % len(pieces.shape))
+        axis = self.axis % len(pieces.shape)
+        size = pieces.shape[axis]
+        # Exactly one of num_pieces / num_units is known; -1 lets reshape infer the other.
+        per_unit = self.num_pieces or -1
+        units = self.num_units or -1
+        if self.grouping == "adjacent":
+            return _max_by_reshape(pieces, axis, units, per_unit, over_inner=True)
+        if size is None:
+            return _max_by_reshape(pieces, axis, per_unit, units, over_inner=False)
+        return _max_over_pieces(pieces, self.num_pieces or size // self.num_units, axis)
 
     def compute_output_shape(self, input_shape):
         output_shape = list(input_shape)
         if self.units is not None:
             output_shape[-1] = self.units
+        elif self.num_units is not None:
+            output_shape[self.axis] = self.num_units
         elif output_shape[self.axis] is not None:
             output_shape[self.axis] //= self.num_pieces
         return tuple(output_shape)
@@ -168,6 +241,8 @@ class Maxout(keras.layers.Layer):
                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
                 "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
                 "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "num_units": self.num_units,
+                "grouping": self.grouping,
             }
         )
         return config

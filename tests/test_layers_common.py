@@ -92,6 +92,13 @@ CASES = {
     "weight_gru": (_weight_norm(lambda d: keras.layers.GRU(2, dtype=d)), (4, 3), False, True),
     "maxout_dense": (lambda d: Maxout(3, units=4, dtype=d), (6,), False, True),
     "maxout_channels": (lambda d: Maxout(2, dtype=d), (4, 4, 8), False, False),
+    "maxout_num_units": (lambda d: Maxout(num_units=3, axis=1, dtype=d), (6, 4), False, False),
+    "maxout_adjacent_dense": (
+        lambda d: Maxout(2, units=3, grouping="adjacent", dtype=d),
+        (5,),
+        False,
+        True,
+    ),
     "locally_connected_1d": (
         lambda d: LocallyConnected1D(3, 3, strides=2, padding="same", dtype=d),
         (7, 2),
