@@ -13,6 +13,14 @@ memory, and stored in non-trainable weights, so they are saved with the model.
 standardization (mean image, per-channel mean and standard deviation) from
 the same pass, for code that normalizes outside a model (the recipes' data
 pipelines).
+
+Dividing by a standard deviation follows one rule, `standardizing_scale`: a
+channel or direction whose training standard deviation is below `MIN_STD`
+(one grey level of 8-bit data, 1/255 on the [0, 1] scale) is centred but not
+divided. Its training values are all but constant, so dividing by their
+spread would only magnify noise, and any variation it has at test time would
+be magnified with it (a tiny floor such as 1e-6 would turn a one-grey-level
+change into a value of about 4000).
 """
 
 from __future__ import annotations
@@ -25,6 +33,10 @@ import numpy as np
 from keras import ops
 
 from layers import validation
+
+# The smallest standard deviation worth dividing by, on the [0, 1] scale of the images: one grey
+# level of 8-bit data. A spread below one quantization step carries no signal to standardize.
+MIN_STD = 1.0 / 255.0
 
 
 def _batches(data, batch_size: int | None, steps: int | None):
@@ -106,6 +118,21 @@ def _channel_average(count: int, element_sums: np.ndarray) -> np.ndarray:
     over `count` samples."""
     per_channel = element_sums.reshape(-1, element_sums.shape[-1])
     return per_channel.sum(axis=0) / (count * len(per_channel))
+
+
+def standardizing_scale(std: Any, min_std: float = MIN_STD) -> np.ndarray:
+    """The divisor that standardizes data of standard deviation `std`: `std` itself, or 1 where it
+    is below `min_std`, so that a (nearly) constant channel is centred but not divided.
+
+    Args:
+        std: standard deviations (any shape), in the units of the data.
+        min_std: the floor, in the same units; the default `MIN_STD` is for data in [0, 1].
+
+    Returns:
+        float64 divisors of the shape of `std`.
+    """
+    std = np.asarray(std, dtype=np.float64)
+    return np.where(std < min_std, 1.0, std)
 
 
 def image_statistics(
@@ -210,19 +237,32 @@ class ZCAWhitening(_AdaptedLayer):
     - `method="zca"`: `y = (x - mean) U S U^T`, reshaped back to the input
       shape; the whitened image closest to the original.
 
-    `epsilon` keeps near-zero-variance directions (noise) from being blown
-    up, and regularizes when D exceeds the number of samples.
+    `epsilon` damps low-variance directions (noise) and regularizes when D
+    exceeds the number of samples. A direction whose regularized standard
+    deviation `sqrt(lambda + epsilon)` is still below `min_std` is not
+    divided at all (its entry of `S` is 1), the rule of `standardizing_scale`
+    that the recipes' per-channel standardization follows too: on [0, 1]
+    images, a direction that varies by less than a grey level in training
+    passes through unscaled instead of having its test-time noise magnified
+    up to `1 / sqrt(epsilon)` times.
 
     Args:
         method: `"zca"` (default) or `"pca"`.
         epsilon: added to the eigenvalues, > 0. Default 1e-5.
+        min_std: the standard deviation below which a direction is not
+            divided, >= 0, in the units of the input. Default `MIN_STD`
+            (1/255, for inputs in [0, 1]); 1.0 suits [0, 255] inputs, 0
+            divides every direction.
         **kwargs: base `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, method: str = "zca", epsilon: float = 1e-5, **kwargs) -> None:
+    def __init__(
+        self, method: str = "zca", epsilon: float = 1e-5, min_std: float = MIN_STD, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.method = validation.check_choice("method", method, WHITENING_METHODS)
         self.epsilon = validation.check_number("epsilon", epsilon, low=0, low_open=True)
+        self.min_std = validation.check_number("min_std", min_std, low=0)
 
     def build(self, input_shape) -> None:
         if any(size is None for size in input_shape[1:]):
@@ -246,7 +286,8 @@ class ZCAWhitening(_AdaptedLayer):
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         # eigh sorts ascending; PCA components are conventionally by decreasing variance.
         eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
-        scaled = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0.0) + self.epsilon)
+        regularized_std = np.sqrt(np.maximum(eigenvalues, 0.0) + self.epsilon)
+        scaled = eigenvectors / standardizing_scale(regularized_std, self.min_std)
         whitening = scaled @ eigenvectors.T if self.method == "zca" else scaled
         self.mean.assign(mean)
         self.whitening.assign(whitening)
@@ -265,7 +306,7 @@ class ZCAWhitening(_AdaptedLayer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update({"method": self.method, "epsilon": self.epsilon})
+        config.update({"method": self.method, "epsilon": self.epsilon, "min_std": self.min_std})
         return config
 
 

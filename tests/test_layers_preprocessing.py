@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from layers import MeanImageSubtraction, PCAColorJitter, ZCAWhitening
-from layers.preprocessing import image_statistics
+from layers.preprocessing import MIN_STD, image_statistics, standardizing_scale
 
 
 def _images(n=64, shape=(4, 4, 3), seed=0):
@@ -103,6 +103,34 @@ def test_whitening_epsilon_damps_low_variance_directions():
     assert variances[3] < 1e-3 < 0.9 < variances[0]
 
 
+def test_standardizing_scale_does_not_divide_below_the_floor():
+    std = np.array([0.0, 0.5 / 255, 1 / 255, 0.2])
+    np.testing.assert_array_equal(standardizing_scale(std), [1.0, 1.0, 1 / 255, 0.2])
+    # In [0, 255] units the floor is one grey level too.
+    np.testing.assert_array_equal(
+        standardizing_scale(std * 255, min_std=1.0), [1.0, 1.0, 1.0, 51.0]
+    )
+    assert MIN_STD == 1 / 255
+
+
+@pytest.mark.parametrize("method", ["zca", "pca"])
+def test_whitening_leaves_a_direction_constant_in_training_unscaled(method):
+    rng = np.random.default_rng(3)
+    train = rng.uniform(size=(400, 4)).astype("float32")
+    train[:, 3] = 0.5
+    test = train[:50].copy()
+    test[:, 3] += 2 / 255  # two grey levels, where training never varied
+
+    def change(layer):
+        layer.adapt(train)
+        return np.abs(np.asarray(layer(test)) - np.asarray(layer(train[:50]))).max()
+
+    # Centred and rotated but not divided: the change keeps its size ...
+    assert change(ZCAWhitening(method=method)) == pytest.approx(2 / 255, rel=1e-3)
+    # ... where dividing by sqrt(epsilon) would magnify it about 300 times.
+    assert change(ZCAWhitening(method=method, min_std=0)) > 2.0
+
+
 def test_pca_color_jitter_is_the_identity_at_inference():
     images = _images()
     layer = PCAColorJitter()
@@ -181,6 +209,7 @@ def test_pca_color_jitter_rejects_non_rgb_input():
     [
         (lambda: ZCAWhitening(method="svd"), "method"),
         (lambda: ZCAWhitening(epsilon=0), "epsilon"),
+        (lambda: ZCAWhitening(min_std=-1), "min_std"),
         (lambda: PCAColorJitter(sigma=-1), "sigma"),
     ],
 )
