@@ -9,6 +9,9 @@ A recipe on the command line ends in one of three ways:
 - it hits something unexpected: the traceback is shown, as Python shows it.
 
 `--traceback` shows the traceback of anticipated failures too.
+
+A setting that is legal but probably not what was meant (a batch larger than the training set)
+does not stop the run: `warn` prints one line, `warning: ...`, on stderr.
 """
 
 from __future__ import annotations
@@ -58,6 +61,11 @@ def configuration_errors() -> Iterator[None]:
     except _SETUP_ERRORS as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         raise ConfigurationError(str(message)) from error
+
+
+def warn(message: str) -> None:
+    """Reports a questionable but legal setting as one line, `warning: <message>`, on stderr."""
+    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 def one_line(error: BaseException) -> str:
