@@ -103,3 +103,16 @@ def test_debian_fashion_mnist(fashion_mnist_dir):
     x_test, y_test = load_idx_split(fashion_mnist_dir, "test")
     assert x_test.shape == (10000, 28, 28, 1)
     assert np.bincount(y_test).tolist() == [1000] * 10
+
+
+def test_labels_outside_the_class_range_are_refused_with_a_class_count(tmp_path):
+    labels = np.array([0, 3, 9, 255, 255, 10], np.uint8)
+    write_split(tmp_path, "train", np.zeros((6, 2, 2), np.uint8), labels)
+    _, y = load_idx_split(tmp_path, "train")  # without a class count, any label loads
+    assert y.tolist() == [0, 3, 9, 255, 255, 10]
+    with pytest.raises(
+        IdxFormatError,
+        match=r"train-labels-idx1-ubyte.gz: labels 10, 255 outside 0..9 \(3 of 6 labels",
+    ):
+        load_idx_split(tmp_path, "train", num_classes=10)
+    load_idx_split(tmp_path, "train", num_classes=256)

@@ -1,11 +1,18 @@
 """A folder of images, one sub-folder per class: the user's own small dataset."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from recipes.data.datasets import load_dataset
-from recipes.data.image_folder import ImageFolderError, scan_image_folder
+from recipes.data.image_folder import (
+    ImageFolderError,
+    check_decodable,
+    scan_image_folder,
+    undecodable_images,
+)
 
 
 def write_image(path, value: int, size=(12, 10)) -> None:
@@ -71,3 +78,21 @@ def test_layout_errors(tmp_path):
     make_folder(tmp_path / "mismatch" / "test", {"a": 1, "z": 1})
     with pytest.raises(ImageFolderError, match=r"class folders \['z'\]"):
         scan_image_folder(tmp_path / "mismatch")
+
+
+def test_files_with_a_valid_header_that_do_not_decode_are_all_named(tmp_path):
+    make_folder(tmp_path, {"a": 3, "b": 3}, suffix=".jpg")
+    broken = [tmp_path / "a" / "1.jpg", tmp_path / "b" / "2.jpg"]
+    for path in broken:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])  # header intact, the rest cut off
+    paths = sorted(str(p) for p in tmp_path.rglob("*.jpg"))
+    assert undecodable_images(paths) == [str(p) for p in broken]
+    # The scan's header check lets them through; decoding names them all.
+    scan_image_folder(tmp_path)
+    with pytest.raises(
+        ImageFolderError,
+        match=rf"{broken[0]}: cannot be decoded .* \(2 files fail; the others: {broken[1]}\)",
+    ):
+        check_decodable(paths)
+    check_decodable([p for p in paths if Path(p) not in broken])

@@ -12,10 +12,18 @@
 Splits a dataset does not have are carved from its training split, deterministically for a seed
 (stratified by class where labels are known up front). Training pipelines shuffle, and all of them
 cache (when the data fits in memory), batch, preprocess and prefetch.
+
+What cannot be trained on is refused while loading, with a `DataError` that names the problem,
+instead of failing during or after training: a requested split that is empty (for a carved split,
+which classes have too few examples), IDX labels outside the class range, and image files that do
+not decode (each file is decoded once when loaded; when the split fits in memory that pass fills
+the cache the epochs read, so the check costs no second decode). `DatasetInfo.fingerprint` holds
+a digest of each split's content (see `recipes.data.fingerprint`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,11 +34,13 @@ import numpy as np
 import tensorflow as tf
 
 from layers import naming
-from layers.preprocessing import image_statistics
+from layers.preprocessing import image_statistics, standardizing_scale
 from recipes.data.augment import Augmentation, build_augmentation
 from recipes.data.balance import balanced_resample
+from recipes.data.fingerprint import arrays_digest, files_digest, text_digest
 from recipes.data.idx import load_idx_split
-from recipes.data.image_folder import scan_image_folder
+from recipes.data.image_folder import check_decodable, scan_image_folder
+from recipes.train.errors import DataError
 
 SPLITS = ("train", "validation", "test")
 PREPROCESSING_MODES = ("scale", "mean_image", "per_channel", "none")
@@ -81,8 +91,13 @@ class DatasetInfo:
         image_shape: (height, width, channels) of the images the pipelines yield.
         split_sizes: number of examples in each split.
         preprocessing: the preprocessing mode applied (see `PREPROCESSING_MODES`).
-        statistics: training-set statistics the preprocessing used ("mean_image" of shape
-            image_shape; "channel_mean" and "channel_std" of shape (channels,)), in [0, 1] units.
+        statistics: training-set statistics the preprocessing used, in [0, 1] units: "mean_image"
+            of shape image_shape; "channel_mean", "channel_std" and "channel_scale" of shape
+            (channels,). "per_channel" divides by "channel_scale": the std, or 1 for a channel
+            whose std is below `layers.preprocessing.MIN_STD` (centred, not divided).
+        fingerprint: a digest of each split's content, by split name (see
+            `recipes.data.fingerprint`); saved with a run so that `--resume` can tell when the
+            data changed.
     """
 
     name: str
@@ -93,6 +108,7 @@ class DatasetInfo:
     split_sizes: dict[str, int]
     preprocessing: str = "scale"
     statistics: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    fingerprint: dict[str, str] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         """A JSON-serializable summary (statistics left out)."""
@@ -104,18 +120,28 @@ class DatasetInfo:
             "image_shape": list(self.image_shape),
             "split_sizes": dict(self.split_sizes),
             "preprocessing": self.preprocessing,
+            "fingerprint": dict(self.fingerprint),
         }
 
 
 @dataclass
 class _RawData:
-    """Unbatched uint8 examples of every split a source provides, before any pipeline work."""
+    """Unbatched uint8 examples of every split a source provides, before any pipeline work.
+
+    `carved` holds the fraction of each split carved from the training split; `class_counts`, the
+    examples per class of the training split before that carve, when the carve is stratified.
+    `files` holds each split's image files when the examples are decoded from them.
+    """
 
     source: str
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int]
     splits: dict[str, tf.data.Dataset]
     sizes: dict[str, int]
+    fingerprint: dict[str, str]
+    carved: dict[str, float] = field(default_factory=dict)
+    class_counts: np.ndarray | None = None
+    files: dict[str, np.ndarray] | None = None
 
 
 def assign_splits(
@@ -171,8 +197,14 @@ def _raw_from_arrays(
     validation_fraction: float,
     test_fraction: float,
     seed: int,
+    files_root: str | None = None,
 ) -> _RawData:
+    """Carves the missing splits from `arrays["train"]`, stratified by class.
+
+    With `files_root`, the "images" are the paths of image files below it, decoded later.
+    """
     carve = _carved_fractions(list(arrays), validation_fraction, test_fraction)
+    class_counts = np.bincount(arrays["train"][1], minlength=len(class_names))
     if carve:
         images, labels = arrays["train"]
         assignment = assign_splits(len(labels), carve, seed, labels)
@@ -189,6 +221,17 @@ def _raw_from_arrays(
             for split, (images, labels) in arrays.items()
         },
         sizes={split: len(labels) for split, (_, labels) in arrays.items()},
+        fingerprint={
+            split: arrays_digest(images, labels)
+            if files_root is None
+            else files_digest(images, labels, files_root)
+            for split, (images, labels) in arrays.items()
+        },
+        carved=carve,
+        class_counts=class_counts,
+        files=None
+        if files_root is None
+        else {split: files for split, (files, _) in arrays.items()},
     )
 
 
@@ -212,10 +255,12 @@ def _load_idx(
     test_fraction: float,
     seed: int,
 ) -> _RawData:
-    arrays = {split: load_idx_split(manual_dir, split) for split in ("train", "test")}
-    return _raw_from_arrays(
-        "idx", arrays, IDX_DATASETS[name], validation_fraction, test_fraction, seed
-    )
+    class_names = IDX_DATASETS[name]
+    arrays = {
+        split: load_idx_split(manual_dir, split, num_classes=len(class_names))
+        for split in ("train", "test")
+    }
+    return _raw_from_arrays("idx", arrays, class_names, validation_fraction, test_fraction, seed)
 
 
 def _decode_image_file(path: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
@@ -237,10 +282,12 @@ def _load_folder(
 ) -> _RawData:
     found, class_names = scan_image_folder(root)
     arrays = {
-        split: (np.array(files.paths), np.array(files.labels, dtype=np.int64))
+        split: (np.array(files.paths, dtype=str), np.array(files.labels, dtype=np.int64))
         for split, files in found.items()
     }
-    raw = _raw_from_arrays("folder", arrays, class_names, validation_fraction, test_fraction, seed)
+    raw = _raw_from_arrays(
+        "folder", arrays, class_names, validation_fraction, test_fraction, seed, files_root=root
+    )
     raw.image_shape = (*image_size, 3)
     raw.splits = {
         split: ds.map(
@@ -339,6 +386,12 @@ def _load_tfds(
             for split, ds in splits.items()
         },
         sizes=sizes,
+        # TFDS versions pin a dataset's content: its name, version and the carve identify it.
+        fingerprint={
+            split: text_digest(builder.info.full_name, split, size, seed if carve else None, carve)
+            for split, size in sizes.items()
+        },
+        carved=carve,
     )
 
 
@@ -390,19 +443,123 @@ def _load_raw(
     return raw
 
 
+def _smallest_class_for(fraction: float) -> int:
+    """The fewest examples a class needs for a stratified carve of `fraction` to take one (the
+    carve rounds each class's share to the nearest integer, ties to even)."""
+    count = max(1, int(0.5 / fraction))
+    while round(fraction * count) < 1:
+        count += 1
+    return count
+
+
+def _empty_splits_message(raw: _RawData, empty: Sequence[str]) -> str:
+    """Why the `empty` splits have no examples, and what to change."""
+    train_total = sum(raw.sizes[split] for split in ("train", *raw.carved))
+    reasons, fixes = [], []
+    carved = [split for split in empty if split in raw.carved]
+    for split in empty:
+        if split == "train" and raw.carved:
+            reasons.append(
+                f"carving {' and '.join(raw.carved)} from the {train_total} training examples, "
+                "each class's share rounded, left none for training"
+            )
+            fixes.append("lower the carved fractions")
+        elif split not in raw.carved:
+            owner = "folder's" if raw.source == "folder" else "dataset's"
+            reasons.append(f"the {owner} own {split} split is empty")
+            if raw.source == "folder":
+                fixes.append(
+                    f"put images in the {split} sub-folder's class folders, or remove the "
+                    "sub-folder to have the split carved from the training images"
+                )
+    if carved:
+        if "validation" in carved:
+            fixes.append("raise validation_fraction (--validation-fraction)")
+        if "test" in carved:
+            fixes.append("raise test_fraction")
+        shares = " and ".join(f"{split} {raw.carved[split]:g}" for split in carved)
+        if raw.class_counts is None:
+            reasons.append(f"the carved shares ({shares}) of {train_total} examples round to none")
+            fixes.append("add examples")
+        else:
+            # Every class rounded its share to none, so every class is too small.
+            needed = max(_smallest_class_for(raw.carved[split]) for split in carved)
+            names = ", ".join(repr(name) for name in raw.class_names[:3])
+            reasons.append(
+                f"the carved shares ({shares}) are taken from each class and rounded, which "
+                f"takes none from a class of fewer than {needed} examples, and all "
+                f"{len(raw.class_names)} classes ({names}{', ...' * (len(raw.class_names) > 3)}) "
+                f"have fewer (the largest has {int(raw.class_counts.max())}; {train_total} "
+                "training examples in all)"
+            )
+            fixes.append(f"add examples (at least {needed} per class)")
+        if raw.source == "folder":
+            fixes.append(
+                "provide the splits yourself as sub-folders train/, validation/ and test/, each "
+                "holding the class folders"
+            )
+    message = "; ".join(reasons)
+    if fixes:
+        fixes = list(dict.fromkeys(fixes))
+        message += ". To fix: " + " or ".join(
+            [", ".join(fixes[:-1]), fixes[-1]] if fixes[:-1] else fixes
+        )
+    return message
+
+
+def _check_split_sizes(raw: _RawData, requested: Sequence[str]) -> None:
+    """Refuses a requested split without examples: training on it fails at once, and validating
+    or testing on it fails only after training, or reports nothing."""
+    empty = [split for split in requested if raw.sizes[split] == 0]
+    if empty:
+        raise DataError(
+            f"no examples in the {' and '.join(empty)} split{'s' * (len(empty) > 1)}: "
+            + _empty_splits_message(raw, empty)
+        )
+
+
 def _training_statistics(train: tf.data.Dataset) -> dict:
-    """Mean image and per-channel mean/std of the training split, in [0, 1] units, in one pass.
+    """Mean image and per-channel mean/std of the training split, in [0, 1] units, in one pass,
+    and the per-channel divisor of standardization (`layers.preprocessing.standardizing_scale`).
 
     Computed on the uint8 images, whose float64 sums are exact, then divided by 255.
     """
     statistics = image_statistics(train.batch(4096))
-    # A constant channel gets a tiny std instead of 0, so that standardizing never divides by 0.
-    channel_std = np.maximum(statistics["channel_std"] / 255.0, 1e-6)
+    channel_std = statistics["channel_std"] / 255.0
     return {
         "mean_image": (statistics["mean_image"] / 255.0).astype(np.float32),
         "channel_mean": (statistics["channel_mean"] / 255.0).astype(np.float32),
         "channel_std": channel_std.astype(np.float32),
+        "channel_scale": standardizing_scale(channel_std).astype(np.float32),
     }
+
+
+def _cached_split(raw: _RawData, split: str) -> tf.data.Dataset:
+    """The split's uint8 examples, cached in memory when they fit.
+
+    Examples decoded from image files are all decoded here, so that a file that does not decode is
+    named now rather than failing a training step. When the split is cached, that pass is the one
+    that fills the cache, so nothing is decoded twice; a split too large to cache is checked by a
+    pass of its own.
+    """
+    ds = raw.splits[split]
+    fits = raw.sizes[split] * int(np.prod(raw.image_shape)) <= MAX_CACHE_BYTES
+    if raw.files is None:
+        return ds.cache() if fits else ds
+    if fits:
+        # Failed decodes are skipped while filling, and the count tells whether any failed: the
+        # cache is only kept when it holds every example.
+        ds = ds.ignore_errors().cache()
+        if int(ds.reduce(np.int64(0), lambda count, _: count + 1)) == raw.sizes[split]:
+            # Skipping makes the count unknown to tf.data; Keras needs it for its epochs.
+            return ds.apply(tf.data.experimental.assert_cardinality(raw.sizes[split]))
+    check_decodable(raw.files[split])
+    if fits:
+        raise DataError(
+            f"some images of the {split} split failed to decode while loading, though each "
+            "decodes on its own now: were files changing while the dataset loaded?"
+        )
+    return ds
 
 
 def _normalizer(mode: str, statistics: dict) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -410,8 +567,9 @@ def _normalizer(mode: str, statistics: dict) -> Callable[[tf.Tensor], tf.Tensor]
         mean_image = tf.constant(statistics["mean_image"])
         return lambda x: x - mean_image
     if mode == "per_channel":
-        mean, std = tf.constant(statistics["channel_mean"]), tf.constant(statistics["channel_std"])
-        return lambda x: (x - mean) / std
+        mean = tf.constant(statistics["channel_mean"])
+        scale = tf.constant(statistics["channel_scale"])
+        return lambda x: (x - mean) / scale
     return lambda x: x
 
 
@@ -477,15 +635,12 @@ def load_dataset(
     raw = _load_raw(
         name, data_dir, manual_dir, image_size, validation_fraction, test_fraction, seed
     )
+    _check_split_sizes(raw, requested)
     num_classes = len(raw.class_names)
-    cached = {
-        split: ds.cache()
-        if raw.sizes[split] * int(np.prod(raw.image_shape)) <= MAX_CACHE_BYTES
-        else ds
-        for split, ds in raw.splits.items()
-    }
+    # Each split is cached (and its files checked) once, on first use.
+    cached = functools.cache(functools.partial(_cached_split, raw))
     statistics = (
-        _training_statistics(cached["train"])
+        _training_statistics(cached("train"))
         if preprocessing in ("mean_image", "per_channel")
         else {}
     )
@@ -498,7 +653,7 @@ def load_dataset(
             raw.image_shape,
             seed=seed,
             num_classes=num_classes,
-            adapt_data=cached["train"].map(lambda image, label: tf.cast(image, tf.float32) / 255.0),
+            adapt_data=cached("train").map(lambda image, label: tf.cast(image, tf.float32) / 255.0),
         )
         one_hot = one_hot or augment.changes_labels
     scale = 1.0 if preprocessing == "none" else 1.0 / 255.0
@@ -511,7 +666,7 @@ def load_dataset(
 
     pipelines = {}
     for s in requested:
-        ds = cached[s]
+        ds = cached(s)
         training = s == "train"
         if training and shuffle:
             ds = ds.shuffle(min(raw.sizes[s], 20_000), seed=seed, reshuffle_each_iteration=True)
@@ -535,5 +690,6 @@ def load_dataset(
         split_sizes=dict(raw.sizes),
         preprocessing=preprocessing,
         statistics=statistics,
+        fingerprint=dict(raw.fingerprint),
     )
     return (pipelines[split] if isinstance(split, str) else pipelines), info

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recipes.train.errors import DataError
+
 # IDX type codes and the NumPy dtype (big-endian where it matters) they stand for.
 _IDX_DTYPES = {
     0x08: np.dtype(">u1"),
@@ -33,7 +35,7 @@ IDX_FILENAMES = {
 }
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(DataError):
     """An IDX file is truncated, corrupt, or not the kind of file it was expected to be."""
 
 
@@ -104,15 +106,34 @@ def _find_idx_file(directory: Path, stem: str) -> Path:
     )
 
 
-def load_idx_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_label_range(path: Path, labels: np.ndarray, num_classes: int) -> None:
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+        values = np.unique(labels[bad])
+        shown = ", ".join(str(int(v)) for v in values[:5]) + (", ..." if len(values) > 5 else "")
+        raise IdxFormatError(
+            f"{path}: label{'s' * (len(values) > 1)} {shown} outside 0..{num_classes - 1} "
+            f"({int(bad.sum())} of {len(labels)} labels; the dataset has {num_classes} classes): "
+            "the file does not belong to this dataset, or is corrupt"
+        )
+
+
+def load_idx_split(
+    directory: str | os.PathLike, split: str, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Loads one split of an MNIST-family dataset from a directory of IDX files.
 
     Args:
         directory: a folder holding the original files (e.g. `/usr/share/datasets/fashion-mnist`).
         split: "train" or "test".
+        num_classes: when given, every label must be in `0 .. num_classes - 1`; a label file with
+            others would train and then fail, or train on a class the model has no output for.
 
     Returns:
         `(images, labels)`: uint8 images of shape (N, H, W, 1) and int64 labels of shape (N,).
+
+    Raises:
+        IdxFormatError: a file is corrupt, the counts differ, or a label is out of range.
     """
     if split not in IDX_FILENAMES:
         raise ValueError(f"unknown IDX split {split!r}; accepted: {sorted(IDX_FILENAMES)}")
@@ -129,4 +150,6 @@ def load_idx_split(directory: str | os.PathLike, split: str) -> tuple[np.ndarray
             f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
             f"{labels.shape[0]} labels"
         )
+    if num_classes is not None:
+        _check_label_range(labels_path, labels, num_classes)
     return images[..., np.newaxis].astype(np.uint8), labels.astype(np.int64)

@@ -8,14 +8,22 @@ Two layouts are accepted:
     root/test/<class>/<image>
 
 Problems are reported when the folder is scanned, naming the offending path, rather than as an opaque
-decoding error in the middle of training.
+decoding error in the middle of training. The scan reads each file's first bytes (a file that is not
+an image at all); `check_decodable` decodes every file, for one whose header is valid but whose
+content is corrupt or truncated, and is run by `load_dataset` as it loads the images.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from recipes.train.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
@@ -36,7 +44,7 @@ SPLIT_DIRECTORY_NAMES = {
 }
 
 
-class ImageFolderError(ValueError):
+class ImageFolderError(DataError):
     """The folder does not have the expected layout, or holds a file that is not a readable image."""
 
 
@@ -59,6 +67,44 @@ def _check_image_file(path: Path) -> None:
             f"{path}: not a valid {path.suffix.lower()[1:].upper()} image (its first bytes are "
             f"{head[:4]!r}); remove or replace the file"
         )
+
+
+def undecodable_images(paths: Sequence[str]) -> list[str]:
+    """The files among `paths` that cannot be read and decoded as images, in order.
+
+    One parallel `tf.data` pass decodes every file as training does.
+    """
+
+    def decoded(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        # The shape depends on the decode, so the decode is not pruned from the graph.
+        return index, tf.shape(image)[0]
+
+    ok = np.zeros(len(paths), dtype=bool)
+    passes = (
+        tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), np.asarray(paths, dtype=str)))
+        .map(decoded, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+        .batch(4096)
+    )
+    for indices, _ in passes.as_numpy_iterator():
+        ok[indices] = True
+    return [str(paths[i]) for i in np.flatnonzero(~ok)]
+
+
+def check_decodable(paths: Sequence[str]) -> None:
+    """Raises an `ImageFolderError` naming the files among `paths` that do not decode."""
+    bad = undecodable_images(paths)
+    if not bad:
+        return
+    more = ""
+    if len(bad) > 1:
+        listed = ", ".join(bad[1:4]) + (", ..." if len(bad) > 4 else "")
+        more = f" ({len(bad)} files fail; the others: {listed})"
+    raise ImageFolderError(
+        f"{bad[0]}: cannot be decoded as an image (its content is corrupt or truncated){more}; "
+        "remove or replace the file"
+    )
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
