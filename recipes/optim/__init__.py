@@ -6,10 +6,11 @@
   tf.train computes them, and every other Keras 3 optimizer by name;
 - `tf_train/`: the classes behind the tf.train names (`TFTrainMomentum`, `AdagradDA`, ...);
 - `schedules`: `get_schedule(name, base_lr, ...)` (step, exponential, cosine, warmup, ...);
-- `losses`: `get_loss(name)` (softmax cross-entropy, multiclass SVM hinge, attribute losses, ...).
+- `losses`: `get_loss(name)` (softmax cross-entropy, multiclass SVM hinge, attribute losses, ...);
+- `wrappers`: `Lookahead` and `StochasticWeightAveraging` around any optimizer.
 
-Importing this package registers every optimizer, schedule and loss with Keras, so a saved model
-that uses them loads with plain `keras.models.load_model`.
+Importing this package registers every optimizer, wrapper, schedule and loss with Keras, so a
+saved model that uses them loads with plain `keras.models.load_model`.
 """
 
 from recipes.optim.losses import LOSS_NAMES, get_loss
@@ -26,6 +27,7 @@ from recipes.optim.tf_train import (
     TFTrainMomentum,
     TFTrainRMSProp,
 )
+from recipes.optim.wrappers import Lookahead, StochasticWeightAveraging, swa_steps
 
 __all__ = [
     "KERAS_OPTIMIZER_NAMES",
@@ -34,8 +36,10 @@ __all__ = [
     "SCHEDULE_NAMES",
     "AdagradDA",
     "LinearWarmup",
+    "Lookahead",
     "ProximalAdagrad",
     "ProximalGradientDescent",
+    "StochasticWeightAveraging",
     "TFTrainAdadelta",
     "TFTrainAdagrad",
     "TFTrainAdam",
@@ -45,4 +49,5 @@ __all__ = [
     "get_loss",
     "get_optimizer",
     "get_schedule",
+    "swa_steps",
 ]
