@@ -41,7 +41,7 @@ TensorFlow backend only, as the rest of `recipes.optim`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 import tensorflow as tf
@@ -74,10 +74,13 @@ class _OptimizerWrapper(keras.optimizers.Optimizer):
     """An optimizer that lets `inner_optimizer` update the weights, then acts on them.
 
     Subclasses create their companion variables in `_build_companions(var_list)` and act in
-    `_before_inner_step` / `_after_inner_step(distribution, variables)`, which run in
-    cross-replica context (see `_update_each`). `self._iterations` counts the batches applied
-    through the wrapper; it is read there before it counts the current one.
+    `_after_inner_step(distribution, variables)`, and in `_before_inner_step` if they set
+    `acts_before_inner_step`; both run in cross-replica context (see `_update_each`).
+    `self._iterations` counts the batches applied through the wrapper; it is read there before it
+    counts the current one.
     """
+
+    acts_before_inner_step: ClassVar[bool] = False
 
     def __init__(self, optimizer: Any, name: str) -> None:
         # Like LossScaleOptimizer: the base class's learning rate is unused; the inner one rules.
@@ -130,7 +133,8 @@ class _OptimizerWrapper(keras.optimizers.Optimizer):
             if not self.built:
                 with keras.name_scope(self.name, caller=self):
                     self.build(variables)
-        self._cross_replica(self._before_inner_step, variables)
+        if self.acts_before_inner_step:
+            self._cross_replica(self._before_inner_step, variables)
         self.inner_optimizer.apply(grads, trainable_variables)
         self._cross_replica(self._after_inner_step, variables)
         self._iterations.assign_add(1)
@@ -226,6 +230,8 @@ class Lookahead(_OptimizerWrapper):
         owner = type(self).__name__
         self.k = check_integer("k", k, low=1, owner=owner)
         self.alpha = check_number("alpha", alpha, low=0.0, high=1.0, low_open=True, owner=owner)
+
+    acts_before_inner_step: ClassVar[bool] = True
 
     def _build_companions(self, var_list: list[keras.Variable]) -> None:
         self._slow_weights = self.add_optimizer_variables(var_list, "slow")
