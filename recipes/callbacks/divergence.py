@@ -18,7 +18,8 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     The course's symptom of a learning rate that is too high is a loss that explodes (often to NaN
     within a few steps). Training stops on the offending batch, before the epoch's checkpoint is
-    written, so the last good checkpoint survives; `diverged` then holds the reason.
+    written, so the last good checkpoint survives; `diverged` then holds the reason and advice.
+    `RunCheckpoint` records it in the run state, so that `--resume` knows the run diverged.
 
     Args:
         explode_factor: the loss counts as exploded when it exceeds this multiple of the first
@@ -49,11 +50,16 @@ class DivergenceGuard(keras.callbacks.Callback):
             )
         else:
             return
+        self.stop(reason)
+
+    def stop(self, reason: str) -> None:
+        """Stops training because of `reason` ("the training loss became nan at batch 3"),
+        keeping it with advice in `diverged`."""
         lr = f" (now {self.learning_rate:g})" if self.learning_rate is not None else ""
         self.diverged = (
             f"Training stopped: {reason}. The learning rate is probably too high{lr}: try a "
-            "lower --lr (e.g. 3-10x lower) or gradient clipping (--clipnorm). The last good "
-            "checkpoint was kept."
+            "lower --lr (e.g. 3-10x lower) or gradient clipping (--opt clipnorm=1). The last "
+            "good checkpoint was kept."
         )
         print(f"\n{self.diverged}")
         self.model.stop_training = True
