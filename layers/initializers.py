@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -186,14 +186,15 @@ def get(identifier: Any, **kwargs: Any) -> keras.initializers.Initializer:
             option the scheme does not take (listing the ones it does), or options given with an
             initializer or a Keras config.
     """
-    if isinstance(identifier, keras.initializers.Initializer):
-        naming.refuse_options("initializer", "an initializer instance", kwargs)
-        return identifier
-    if isinstance(identifier, Mapping):
-        if "class_name" in identifier:
-            naming.refuse_options("initializer", "a Keras config", kwargs)
-            return keras.initializers.deserialize(dict(identifier))
-        identifier, kwargs = naming.split_config("initializer", identifier, kwargs)
+    built, identifier, kwargs = naming.from_identifier(
+        "initializer",
+        identifier,
+        kwargs,
+        built_type=keras.initializers.Initializer,
+        deserialize=keras.initializers.deserialize,
+    )
+    if built is not None:
+        return built
     name = canonical_name(identifier)
     factory = _SCHEMES.get(name) or _KERAS_INITIALIZERS[name]
     accepted = tuple(inspect.signature(factory).parameters)

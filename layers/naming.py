@@ -181,6 +181,35 @@ class Names:
         )
 
 
+def from_identifier(
+    kind: str,
+    identifier: Any,
+    options: Mapping[str, Any],
+    *,
+    built_type: type | tuple[type, ...],
+    deserialize: Callable[[dict[str, Any]], Any],
+) -> tuple[Any, Any, dict[str, Any]]:
+    """What a family's Keras-style `get(identifier, **options)` was handed.
+
+    Returns `(built, name, options)`: `built` is a ready object (an instance of `built_type`, or
+    one deserialized from a Keras config `{"class_name": ..., "config": ...}`) and then `name` is
+    None; otherwise `name` and `options` come from a name or the family's natural dict form.
+
+    Raises:
+        ValueError: for options given with a ready object, or a malformed dict.
+    """
+    if isinstance(identifier, built_type):
+        refuse_options(kind, f"a built {kind}", options)
+        return identifier, None, {}
+    if isinstance(identifier, Mapping):
+        if "class_name" in identifier:
+            refuse_options(kind, "a Keras config", options)
+            return deserialize(dict(identifier)), None, {}
+        name, merged = split_config(kind, identifier, options)
+        return None, name, merged
+    return None, identifier, dict(options)
+
+
 def split_config(
     kind: str, config: Mapping[str, Any], options: Mapping[str, Any]
 ) -> tuple[Any, dict[str, Any]]:

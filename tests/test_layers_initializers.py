@@ -155,7 +155,7 @@ def test_config_dicts_and_built_initializers():
     restored = layers.initializers.get(keras.saving.serialize_keras_object(from_dict))
     assert type(restored) is SparseInitializer and restored.get_config() == from_dict.get_config()
     np.testing.assert_array_equal(restored((6, 4)), from_dict((6, 4)))
-    with pytest.raises(ValueError, match="options k cannot be applied to an initializer instance"):
+    with pytest.raises(ValueError, match="options k cannot be applied to a built initializer"):
         layers.initializers.get(from_dict, k=2)
     with pytest.raises(ValueError, match="given both in the config dict and as arguments"):
         layers.initializers.get({"name": "sparse", "k": 3}, k=2)

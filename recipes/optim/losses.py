@@ -305,14 +305,11 @@ def get_loss(name: str | Mapping[str, Any] | keras.losses.Loss, **options) -> ke
             option the loss does not take (the message lists the ones it does), or options given
             with a built loss or a Keras config.
     """
-    if isinstance(name, keras.losses.Loss):
-        naming.refuse_options("loss", "a built loss", options)
-        return name
-    if isinstance(name, Mapping):
-        if "class_name" in name:
-            naming.refuse_options("loss", "a Keras config", options)
-            return keras.losses.deserialize(dict(name))
-        name, options = naming.split_config("loss", name, options)
+    built, name, options = naming.from_identifier(
+        "loss", name, options, built_type=keras.losses.Loss, deserialize=keras.losses.deserialize
+    )
+    if built is not None:
+        return built
     canonical = canonical_loss_name(name)
     spec = LOSSES[canonical]
     accepted = set(inspect.signature(spec.loss_class).parameters) - set(spec.fixed)

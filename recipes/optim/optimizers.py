@@ -355,15 +355,15 @@ def get_optimizer(
         given["learning_rate"] = learning_rate
     if not tf_train_compat:
         given["tf_train_compat"] = tf_train_compat
-    if isinstance(name, keras.optimizers.Optimizer):
-        naming.refuse_options("optimizer", "a built optimizer", given)
-        return name
-    if isinstance(name, Mapping):
-        if "class_name" in name:
-            naming.refuse_options("optimizer", "a Keras config", given)
-            return keras.optimizers.deserialize(dict(name))
-        name, options = naming.split_config("optimizer", name, given)
-        return get_optimizer(name, **options)
+    if not isinstance(name, str):
+        built, name, options = naming.from_identifier(
+            "optimizer",
+            name,
+            given,
+            built_type=keras.optimizers.Optimizer,
+            deserialize=keras.optimizers.deserialize,
+        )
+        return built if built is not None else get_optimizer(name, **options)
     canonical = canonical_optimizer_name(name)
     check_bool("tf_train_compat", tf_train_compat, owner=canonical)
     implementation = _implementation(canonical, tf_train_compat)
