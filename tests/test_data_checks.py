@@ -4,6 +4,8 @@ standardization that would blow up, and settings that are legal but probably not
 
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +42,26 @@ def three_class_folder(root: Path, per_class: int = 12) -> Path:
     )
 
 
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def resume(dataset: Path, out_dir: Path) -> dict:
+    return run_recipe(
+        "mlp_fashion_mnist",
+        "--dataset",
+        str(dataset),
+        *FOLDER_RUN,
+        "--out-dir",
+        str(out_dir),
+        "--resume",
+    )
+
+
 # --- 1. the dataset's fingerprint, checked on --resume -------------------------------------------
 
 
@@ -61,6 +83,59 @@ def test_fingerprint_is_stable_and_follows_the_files(tmp_path):
         DataError, match="the files changed .* in the test, train, validation splits"
     ):
         check_same_data(first.to_dict(), reseeded)
+
+
+def test_resume_refuses_changed_data_before_writing_anything(tmp_path):
+    dataset = three_class_folder(tmp_path / "ds")
+    run_dir = tmp_path / "run"
+    run_recipe(
+        "mlp_fashion_mnist", "--dataset", str(dataset), *FOLDER_RUN, "--out-dir", str(run_dir)
+    )
+    saved = snapshot(run_dir)
+    assert json.loads((run_dir / "dataset.json").read_text())["fingerprint"]
+
+    def add_class():
+        write_image_folder(dataset, {"zebra": coloured_images(12, [128, 128, 128])})
+
+    def rename_class():
+        (dataset / "c").rename(dataset / "kitten")
+
+    def add_image():
+        (dataset / "a" / "extra.png").write_bytes(
+            tf.io.encode_png(coloured_images(1, [0, 0, 0])[0]).numpy()
+        )
+
+    def rewrite_image():
+        path = dataset / "b" / "3.png"
+        path.write_bytes(tf.io.encode_png(coloured_images(1, [90, 90, 90])[0]).numpy())
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+    cases = [
+        (add_class, r"class folders changed: added 'zebra'"),
+        (rename_class, r"class folders changed: renamed 'c' -> 'kitten'"),
+        (add_image, r"split sizes changed: train 30 -> 31"),
+        (
+            rewrite_image,
+            r"the files changed \(names, sizes or modification times\) in the \w+ split[;.]",
+        ),
+    ]
+    original = shutil.copytree(dataset, tmp_path / "original")  # copy2 keeps modification times
+    for change, message in cases:
+        change()
+        with pytest.raises(DataError, match=message):
+            resume(dataset, run_dir)
+        assert snapshot(run_dir) == saved, change.__name__
+        shutil.rmtree(dataset)
+        shutil.copytree(original, dataset)
+
+    # The same data resumes, also from a dataset.json written before fingerprints were saved.
+    legacy = json.loads((run_dir / "dataset.json").read_text())
+    del legacy["fingerprint"]
+    (run_dir / "dataset.json").write_text(json.dumps(legacy))
+    metrics = resume(dataset, run_dir)
+    assert metrics["epochs"] == 1 and math.isfinite(metrics["test_loss"])
+    assert json.loads((run_dir / "dataset.json").read_text())["fingerprint"]
 
 
 def test_a_legacy_dataset_file_still_guards_classes_and_split_sizes(tmp_path):
@@ -263,3 +338,30 @@ def test_a_split_too_large_to_cache_is_checked_by_a_pass_of_its_own(tmp_path, mo
     broken.unlink()
     pipelines, info = load_dataset(str(tmp_path / "ds"), image_size=(8, 8), batch_size=64)
     assert sum(len(y) for _, y in pipelines["train"]) == info.split_sizes["train"] == 15
+
+
+# --- 6. warnings for questionable but legal settings ----------------------------------------------
+
+
+def test_questionable_settings_are_warned_about_in_one_line_each(capsys):
+    run_recipe(
+        "mlp_fashion_mnist",
+        "--dataset",
+        "sample",
+        "--batch-size",
+        "4000",
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "2",
+        "--dry-run",
+    )
+    warnings = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")
+    ]
+    assert warnings == [
+        "warning: --batch-size 4000 is larger than the training set (3600 examples): every epoch "
+        "is a single step on a batch of 3600",
+        "warning: --warmup-epochs 2 >= --epochs 2: the learning rate rises for the whole run and "
+        "never trains at the schedule's --lr",
+    ]

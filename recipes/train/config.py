@@ -240,6 +240,22 @@ class OptimConfig:
     )
     warmup_epochs: float = _option(0, "epochs of linear learning-rate warmup")
     loss: str = _option("softmax_cross_entropy", "softmax_cross_entropy | svm_hinge | ...")
+    lookahead: bool = _option(
+        False,
+        "Lookahead around the optimizer: every k updates, slow weights step toward its weights",
+    )
+    lookahead_k: int = _option(5, "with --lookahead: optimizer updates between slow-weight steps")
+    lookahead_alpha: float = _option(
+        0.5, "with --lookahead: the slow weights' step toward the fast ones, in (0, 1]"
+    )
+    swa_start_epoch: int | None = _option(
+        None,
+        "stochastic weight averaging: average the weights from the end of this epoch on, and "
+        "end with the average, BatchNorm statistics recomputed (default: off)",
+    )
+    swa_every_steps: int | None = _option(
+        None, "with --swa-start-epoch: average every N steps (default: at every epoch's end)"
+    )
 
     def __post_init__(self) -> None:
         _str("optim.optimizer", self.optimizer)
@@ -249,6 +265,21 @@ class OptimConfig:
         _set(self, "schedule_options", _mapping("optim.schedule_options", self.schedule_options))
         _set(self, "warmup_epochs", _float("optim.warmup_epochs", self.warmup_epochs, low=0))
         _str("optim.loss", self.loss)
+        check_bool("optim.lookahead", self.lookahead)
+        check_integer("optim.lookahead_k", self.lookahead_k, low=1)
+        _set(
+            self,
+            "lookahead_alpha",
+            _float("optim.lookahead_alpha", self.lookahead_alpha, low=0, high=1, low_open=True),
+        )
+        check_integer("optim.swa_start_epoch", self.swa_start_epoch, low=1, optional=True)
+        check_integer("optim.swa_every_steps", self.swa_every_steps, low=1, optional=True)
+        if self.swa_every_steps is not None and self.swa_start_epoch is None:
+            raise ValueError(
+                "`optim.swa_every_steps` (--swa-every-steps) sets how often stochastic weight "
+                "averaging averages; it needs optim.swa_start_epoch (--swa-start-epoch). "
+                f"Received: optim.swa_every_steps={self.swa_every_steps}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,11 +4,15 @@ A recipe is a module with a docstring and a `DEFAULTS` dict of config sections (
 `recipes.train.config`); `recipe_main` turns it into a command line program. A run writes into its run directory:
 
     config.json                  the effective configuration
-    dataset.json                 what was loaded (classes, shapes, split sizes)
+    dataset.json                 what was loaded (classes, shapes, split sizes, a fingerprint of
+                                 the content that --resume checks the data against)
+    run.lock                     while a process runs in the directory: its PID (see below)
     history.csv                  one row per epoch (train and validation metrics)
-    checkpoints/last.keras       model + optimizer state after the last finished epoch (resume)
-    checkpoints/best.keras       the model with the best validation metric
-    checkpoints/state.json       epochs done, best metric, training time (the resume point)
+    checkpoints/last.keras       the resume point: model + optimizer after the last finished epoch,
+                                 with the run state inside (epochs done, history, best metric,
+                                 training time, recipe, divergence)
+    checkpoints/best.keras       the checkpoint of the epoch with the best validation metric
+    checkpoints/state.json       the run state without its history, for people and tools
     tensorboard/                 TensorBoard logs
     model.keras                  the final model
     metrics.json                 test metrics, epochs, training time and images/s (all sessions)
@@ -18,11 +22,22 @@ A recipe is a module with a docstring and a `DEFAULTS` dict of config sections (
     sanity/                      with --sanity: the checks before training and the lr range test
 
 Every file is written atomically (temporary file + rename), so a run killed at any moment, even
-with SIGKILL, leaves complete files behind and `--resume` continues from the last finished epoch.
+with SIGKILL, leaves complete files behind. An epoch's weights, optimizer and state are one file,
+committed by one rename, so `--resume` continues exactly after the last finished epoch; it first
+checks the saved state against the checkpoint and the configuration, and refuses, before writing
+anything, a damaged or inconsistent state, another recipe's run, or a run that diverged (unless
+`--force-resume`). See `recipes.callbacks.checkpoints`.
+
+A process owns its run directory while it runs: an exclusive lock on `run.lock`, taken before
+anything is written and released by the operating system when the process ends, however it ends.
+Another run or `--resume` into the same directory meanwhile is refused, naming the owner's PID. A
+non-chief worker of a multi-worker run owns its own directory (see `worker_output_dir`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import math
 import sys
@@ -36,13 +51,17 @@ import zoo
 from recipes.callbacks.checkpoints import (
     LAST_MODEL,
     RunCheckpoint,
+    RunState,
     history_columns,
-    read_history,
-    read_state,
+    load_checkpoint_model,
+    load_run_state,
+    reconcile_optimizer_steps,
 )
 from recipes.callbacks.divergence import DivergenceGuard, TrainingDiverged
 from recipes.callbacks.monitors import build_monitors, take_monitoring_batch
+from recipes.callbacks.swa import SWACallback
 from recipes.data.datasets import SPLITS, DatasetInfo, load_dataset
+from recipes.data.fingerprint import check_same_data
 from recipes.data.image_folder import list_images
 from recipes.data.tta import tta_metrics
 from recipes.optim.losses import (
@@ -53,19 +72,26 @@ from recipes.optim.losses import (
 )
 from recipes.optim.optimizers import get_optimizer
 from recipes.optim.schedules import get_schedule, get_schedule_callbacks
+from recipes.optim.wrappers import Lookahead, StochasticWeightAveraging, swa_steps
 from recipes.train.config import CONFIG_FILE, RunConfig, resolve_config
 from recipes.train.diagnosis import diagnose, format_findings, write_diagnosis
 from recipes.train.distribute import (
     continue_from_chief,
     discard_worker_outputs,
+    is_chief,
     prepare_for_fit,
     shard_datasets,
     strategy_from_config,
     synchronize_batch_norm,
     worker_output_dir,
 )
-from recipes.train.errors import configuration_errors, run_command
-from recipes.train.files import atomic_save_model, atomic_write_text
+from recipes.train.errors import configuration_errors, run_command, warn
+from recipes.train.files import (
+    atomic_save_model,
+    atomic_write_text,
+    hold_run_directory,
+    remove_temporary_files,
+)
 from recipes.train.plots import plot_curves
 from recipes.train.sanity import run_sanity_checks
 
@@ -81,7 +107,7 @@ def format_json(value: Any) -> str:
 
 @configuration_errors()
 def _run_dir(config: RunConfig, recipe: str, strategy) -> Path:
-    """The run directory: new for a fresh run, existing (with a saved state) for --resume.
+    """Where the run writes: --out-dir, or a new directory under runs/<recipe>/.
 
     Under multi-worker training a non-chief worker gets its own temporary directory instead.
     """
@@ -90,7 +116,13 @@ def _run_dir(config: RunConfig, recipe: str, strategy) -> Path:
             raise ValueError("--resume needs --out-dir: the run directory to continue")
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return Path("runs") / recipe / stamp
-    run_dir = worker_output_dir(config.run.out_dir, strategy)
+    return worker_output_dir(config.run.out_dir, strategy)
+
+
+@configuration_errors()
+def _check_run_dir(config: RunConfig, run_dir: Path) -> None:
+    """A new run needs a directory without a run, --resume one with a run; checked once the
+    directory is owned, so that no other process can start or finish a run there meanwhile."""
     if config.run.resume:
         if not (run_dir / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"--resume: {run_dir} holds no run ({CONFIG_FILE} missing)")
@@ -99,7 +131,6 @@ def _run_dir(config: RunConfig, recipe: str, strategy) -> Path:
             f"{run_dir} already holds a run; pass --resume to continue it, or choose another "
             "--out-dir (nothing was overwritten)"
         )
-    return run_dir
 
 
 def _model_options(config: RunConfig) -> dict[str, Any]:
@@ -154,15 +185,24 @@ def build_model(config: RunConfig, image_shape, num_classes: int) -> keras.Model
 
 @configuration_errors()
 def compile_model(
-    model: keras.Model, config: RunConfig, steps_per_epoch: int, lr_scale: float = 1.0
+    model: keras.Model,
+    config: RunConfig,
+    steps_per_epoch: int,
+    lr_scale: float = 1.0,
+    first_epoch: int = 0,
 ) -> None:
     """Compiles with the config's optimizer (and schedule) and loss, tracking accuracy.
+
+    The optimizer is wrapped in `Lookahead` with `optim.lookahead`, then in
+    `StochasticWeightAveraging` with `optim.swa_start_epoch` (see recipes.optim.wrappers).
 
     Args:
         model: the model to compile.
         config: the run configuration.
         steps_per_epoch: batches per epoch, for schedules given in epochs.
         lr_scale: multiplies the learning rate (the lower rate of fine-tuning's second phase).
+        first_epoch: epochs trained before this compile (fine-tuning's second phase), which the
+            new optimizer's steps do not count.
     """
     learning_rate = get_schedule(
         config.optim.schedule,
@@ -172,13 +212,40 @@ def compile_model(
         warmup_epochs=config.optim.warmup_epochs,
         **config.optim.schedule_options,
     )
-    model.compile(
-        optimizer=get_optimizer(
-            config.optim.optimizer, learning_rate=learning_rate, **config.optim.options
-        ),
-        loss=get_loss(config.optim.loss),
-        metrics=["accuracy"],
+    optimizer = get_optimizer(
+        config.optim.optimizer, learning_rate=learning_rate, **config.optim.options
     )
+    optim = config.optim
+    if optim.lookahead:
+        optimizer = Lookahead(optimizer, k=optim.lookahead_k, alpha=optim.lookahead_alpha)
+    if optim.swa_start_epoch is not None:
+        last = config.model.head_epochs if config.model.fine_tune == "full" else 0
+        if not last < optim.swa_start_epoch <= config.run.epochs:
+            raise ValueError(
+                f"optim.swa_start_epoch must be in ({last}, run.epochs={config.run.epochs}]"
+                + (" (after the head-only epochs of full fine-tuning)" if last else "")
+                + f". Received: optim.swa_start_epoch={optim.swa_start_epoch}"
+            )
+        start_step, period = swa_steps(
+            optim.swa_start_epoch, steps_per_epoch, optim.swa_every_steps, first_epoch
+        )
+        optimizer = StochasticWeightAveraging(optimizer, start_step, period)
+    model.compile(optimizer=optimizer, loss=get_loss(config.optim.loss), metrics=["accuracy"])
+
+
+def _warn_about_settings(config: RunConfig, info: DatasetInfo) -> None:
+    """Reports settings that are legal but probably not what was meant; the run goes on."""
+    train_size = info.split_sizes["train"]
+    if config.run.batch_size > train_size:
+        warn(
+            f"--batch-size {config.run.batch_size} is larger than the training set ({train_size} "
+            f"examples): every epoch is a single step on a batch of {train_size}"
+        )
+    if config.optim.warmup_epochs and config.optim.warmup_epochs >= config.run.epochs:
+        warn(
+            f"--warmup-epochs {config.optim.warmup_epochs:g} >= --epochs {config.run.epochs}: the "
+            "learning rate rises for the whole run and never trains at the schedule's --lr"
+        )
 
 
 def _training_phases(config: RunConfig) -> list[tuple[int, int, float]]:
@@ -257,29 +324,83 @@ def _label_images(config: RunConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
-    """Trains and evaluates one configuration; returns the metrics written to metrics.json."""
+    """Trains and evaluates one configuration; returns the metrics written to metrics.json.
+
+    The run directory is owned by this process meanwhile (see the module docstring).
+
+    Raises:
+        recipes.train.files.RunDirectoryBusy: another process owns the run directory.
+        recipes.callbacks.checkpoints.RunStateError: --resume found a damaged or inconsistent
+            saved state, or another recipe's run.
+        TrainingDiverged: the training diverged, or --resume was asked to continue a run that
+            diverged without --force-resume.
+    """
     with configuration_errors():
         strategy = strategy_from_config(config)
     keras.utils.set_random_seed(config.run.seed)
     run_dir = _run_dir(config, recipe, strategy)
-    if config.model.fine_tune == "predict":
-        return _label_images(config, run_dir)
+    # A dry run writes nothing, so it owns nothing (and must not create the directory).
+    with contextlib.nullcontext() if config.run.dry_run else hold_run_directory(run_dir):
+        _check_run_dir(config, run_dir)
+        if config.model.fine_tune == "predict":
+            return _label_images(config, run_dir)
+        return _train(config, recipe, strategy, run_dir)
 
+
+def _resume_point(config: RunConfig, recipe: str, run_dir: Path, strategy) -> RunState:
+    """The checked state --resume continues from; refuses a run that diverged unless forced.
+
+    Resuming a diverged run with another --lr is not offered: the optimizer and its schedule are
+    restored from the checkpoint, and config.json would no longer say how the run was trained.
+    A lower rate is a new run.
+    """
+    state = load_run_state(
+        run_dir, epochs=config.run.epochs, recipe=recipe, check_views=is_chief(strategy)
+    )
+    if state.diverged and not config.run.force_resume:
+        raise TrainingDiverged(
+            f"cannot resume {run_dir}: its training diverged in epoch {state.diverged['epoch']} "
+            f"({state.diverged['message']}) Resumed as saved, with the same learning rate, it "
+            "would most likely diverge again: start a new run with a lower --lr, or pass "
+            f"--force-resume to continue after epoch {state.epochs_done} anyway; nothing was "
+            "written"
+        )
+    return state
+
+
+def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str, Any]:
+    """Trains and evaluates in `run_dir`, which this process owns: a new run, or the
+    continuation of a saved one once its state has passed every check."""
+    state = (
+        _resume_point(config, recipe, run_dir, strategy)
+        if config.run.resume
+        else RunState(recipe=recipe)
+    )
     datasets, info = load_data(config)
+    if config.run.resume and (run_dir / DATASET_FILE).is_file():
+        check_same_data(json.loads((run_dir / DATASET_FILE).read_text()), info)
+    _warn_about_settings(config, info)
     datasets = shard_datasets(datasets)
     steps_per_epoch = math.ceil(info.split_sizes["train"] / config.run.batch_size)
-    state = read_state(run_dir) if config.run.resume else None
-    epochs_done = state["epochs_done"] if state else 0
     with strategy.scope():
-        if state is not None:
-            model = keras.models.load_model(run_dir / LAST_MODEL)
+        if state.epochs_done:
+            model = load_checkpoint_model(run_dir / LAST_MODEL)
         else:
             model = build_model(config, info.image_shape, info.num_classes)
             compile_model(model, config, steps_per_epoch)
         prepare_for_fit(model, datasets["train"])
         if config.run.resume:
-            epochs_done = continue_from_chief(model, strategy, epochs_done)
+            # Full fine-tuning restarts the optimizer's step count in its second phase.
+            if state.epochs_done and len(_training_phases(config)) == 1:
+                steps = int(model.optimizer.iterations.numpy())  # a MirroredVariable too
+                state = reconcile_optimizer_steps(run_dir, state, steps, steps_per_epoch)
+            epochs_done = continue_from_chief(model, strategy, state.epochs_done)
+            if epochs_done != state.epochs_done:  # a non-chief worker, now at the chief's epoch
+                state = dataclasses.replace(
+                    state, epochs_done=epochs_done, history=state.history[:epochs_done]
+                )
             print(f"Resuming {run_dir} after epoch {epochs_done}")
+    epochs_done = state.epochs_done
 
     if config.run.dry_run:
         print(format_json(config.to_dict()))
@@ -287,7 +408,11 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
         model.summary()
         return {}
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    for directory in (run_dir, (run_dir / LAST_MODEL).parent):
+        remove_temporary_files(directory)
+    # --force-resume is a permission for this resume only: saved, it would let a later --resume
+    # continue a run that diverged again without asking.
+    config = config.updated({"run.force_resume": False})
     atomic_write_text(run_dir / CONFIG_FILE, format_json(config.to_dict()))
     atomic_write_text(run_dir / DATASET_FILE, format_json(info.to_dict()))
 
@@ -295,15 +420,9 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
         _sanity_checks(config, datasets["train"], info, run_dir)
     guard = DivergenceGuard(learning_rate=config.optim.lr)
     checkpoint = RunCheckpoint(
-        run_dir,
-        monitor="val_accuracy",
-        mode="max",
-        history=read_history(run_dir, epochs_done),
-        best=state["best"] if state else None,
-        divergence_guard=guard,
-        # Runs checkpointed before the time was recorded resume without it.
-        train_seconds=state.get("train_seconds", 0.0) if state else 0.0,
+        run_dir, monitor="val_accuracy", mode="max", state=state, divergence_guard=guard
     )
+    checkpoint.write_views()
     callbacks = [
         guard,
         checkpoint,
@@ -315,6 +434,16 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
         callbacks += build_monitors(
             monitoring_batch, run_dir / "monitors", every_n_batches=config.run.monitor_every
         )
+    swa = None
+    if config.optim.swa_start_epoch is not None:
+        # At the end: the averaged weights, BatchNorm statistics recomputed on the training split.
+        swa = SWACallback(
+            datasets["train"],
+            final_epoch=config.run.epochs,
+            validation_data=datasets["validation"],
+            verbose=min(config.run.verbose, 1),
+        )
+        callbacks.append(swa)
     for first_epoch, end_epoch, lr_scale in _training_phases(config):
         if epochs_done >= end_epoch:
             continue
@@ -322,7 +451,7 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
             unfrozen = zoo.unfreeze_backbone(model, config.model.unfreeze_blocks)
             print(f"Fine-tuning the backbone ({len(unfrozen)} blocks) at lr x {lr_scale:g}")
             with strategy.scope():
-                compile_model(model, config, steps_per_epoch, lr_scale)
+                compile_model(model, config, steps_per_epoch, lr_scale, first_epoch)
                 prepare_for_fit(model, datasets["train"])
         model.fit(
             datasets["train"],
@@ -334,7 +463,7 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
             shuffle=False,  # tf.data already shuffles the training split every epoch
         )
         epochs_done = checkpoint.epochs_done
-        if guard.diverged:
+        if checkpoint.diverged:
             break
     train_seconds = checkpoint.train_seconds
     history = history_columns(checkpoint.rows)
@@ -345,9 +474,11 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
         findings = diagnose(history, num_classes=info.num_classes if chance else None)
         write_diagnosis(run_dir, findings)
         print(format_findings(findings))
-    if guard.diverged:
-        raise TrainingDiverged(guard.diverged)
+    if checkpoint.diverged:
+        raise TrainingDiverged(checkpoint.diverged)
 
+    # Done by the callback when fit ended; here too when a finished run is only re-evaluated.
+    swa_report = swa.finish(model) if swa is not None else None
     test = model.evaluate(datasets["test"], verbose=0, return_dict=True)
     metrics = {
         "recipe": recipe,
@@ -363,6 +494,13 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
         "dataset": info.to_dict(),
         "config": config.to_dict(),
     }
+    if config.optim.lookahead:
+        metrics["lookahead"] = {
+            "k": config.optim.lookahead_k,
+            "alpha": config.optim.lookahead_alpha,
+        }
+    if swa_report is not None:
+        metrics["swa"] = swa_report
     with_tta = ""
     if config.run.tta != "none":
         # Outside the strategy's scope: built inside a multi-worker scope, the averaging model
