@@ -4,4 +4,6 @@
   statistics per layer);
 - `divergence`: `DivergenceGuard`, which stops a run whose loss turns NaN or explodes;
 - `checkpoints`: `RunCheckpoint`, atomic per-epoch checkpoints, history and the resume state.
+- `swa`: `SWACallback`, which ends a run on the stochastic weight average with BatchNorm
+  statistics recomputed.
 """
