@@ -23,6 +23,8 @@ from recipes import lenet5_fashion_mnist
 from recipes.data import build_augmentation, load_dataset
 from recipes.optim import get_loss, get_optimizer, get_schedule
 from recipes.train.runner import recipe_cli, recipe_main
+from tests.conftest import write_image_folder
+from tests.test_idx import write_split
 
 BASE = ("--dataset", "sample", "--epochs", "1", "--verbose", "0")
 FRESH = "fresh"  # a new --out-dir: nothing may be created in it
@@ -134,6 +136,15 @@ CLI_CASES = [
     ("resume with changed epochs", FINISHED, ["--resume", "--epochs", "3"], 2, "run.epochs"),
     ("resume with changed knob", FINISHED, ["--resume", "--l2", "0.1"], 2, "model.knobs"),
     ("resume with another optimizer", FINISHED, ["--resume", "--optimizer", "adam"], 2, "adam"),
+    ("folder too small to carve", FRESH, ["--dataset", "{tmp}/tiny"], 1, "no examples"),
+    ("image file corrupt", FRESH, ["--dataset", "{tmp}/corrupt"], 1, "corrupt/a/0.png"),
+    (
+        "IDX label out of range",
+        FRESH,
+        ["--dataset", "fashion_mnist", "--manual-dir", "{tmp}/idx"],
+        1,
+        "label 12 outside 0..9",
+    ),
 ]
 
 CONFIG_FILES = {
@@ -147,6 +158,26 @@ CONFIG_FILES = {
 }
 
 
+def _write_bad_datasets(directory: Path) -> None:
+    """Datasets no run can train on: too few images to carve, a truncated image, a bad label."""
+    rng = np.random.default_rng(0)
+    write_image_folder(
+        directory / "tiny", {name: rng.integers(0, 255, (1, 8, 8, 3), np.uint8) for name in "abc"}
+    )
+    corrupt = write_image_folder(
+        directory / "corrupt", {name: rng.integers(0, 255, (6, 8, 8, 3), np.uint8) for name in "ab"}
+    )
+    (corrupt / "a" / "0.png").write_bytes((corrupt / "a" / "0.png").read_bytes()[:40])
+    (directory / "idx").mkdir()
+    labels = (np.arange(60) % 10).astype(np.uint8)
+    labels[3] = 12
+    write_split(directory / "idx", "train", rng.integers(0, 255, (60, 28, 28), np.uint8), labels)
+    test_labels = (np.arange(20) % 10).astype(np.uint8)
+    write_split(
+        directory / "idx", "test", rng.integers(0, 255, (20, 28, 28), np.uint8), test_labels
+    )
+
+
 @pytest.mark.parametrize(
     ("target", "flags", "code", "text"),
     [case[1:] for case in CLI_CASES],
@@ -157,6 +188,7 @@ def test_bad_command_line_gives_one_clear_line_and_keeps_files(
 ):
     for name, content in CONFIG_FILES.items():
         _write(tmp_path, name, content)
+    _write_bad_datasets(tmp_path)
     flags = [flag.replace("{tmp}", str(tmp_path)) for flag in flags]
     out_dir = {FRESH: tmp_path / "run", FINISHED: finished_run, None: None}[target]
     before = _snapshot(finished_run)
