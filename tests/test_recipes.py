@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from recipes.__main__ import list_recipes
-from recipes.callbacks.checkpoints import read_state
+from recipes.callbacks.checkpoints import LAST_MODEL, read_checkpoint_state
 from recipes.data.datasets import load_dataset
 from recipes.train.errors import ConfigurationError
 from recipes.train.runner import recipe_main
@@ -200,7 +200,8 @@ def test_resume_after_sigkill(tmp_path):
     wait_for_finished_epochs(run_dir, 1, [process])
     process.send_signal(signal.SIGKILL)
     process.wait()
-    killed_state = read_state(run_dir)
+    # The checkpoint is the resume point; state.json may lag it by the epoch being written.
+    killed_state = read_checkpoint_state(run_dir / LAST_MODEL)
     done = killed_state["epochs_done"]
     assert 1 <= done < 4
     assert not (run_dir / "model.keras").exists()
