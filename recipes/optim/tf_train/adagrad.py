@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from layers.validation import check_number
+from recipes.optim.tf_train.checks import check_positive_accumulator
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
 
 
@@ -41,12 +41,8 @@ class TFTrainAdagrad(ElementwiseOptimizer):
         **kwargs: Any,
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.initial_accumulator_value = check_number(
-            "initial_accumulator_value",
-            initial_accumulator_value,
-            low=0.0,
-            low_open=True,
-            owner=type(self).__name__,
+        self.initial_accumulator_value = check_positive_accumulator(
+            type(self).__name__, initial_accumulator_value
         )
 
     def _slot_initial_values(self) -> dict[str, float]:

@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras import ops
 
 from layers.validation import check_number
+from recipes.optim.tf_train.checks import check_regularization_strengths
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
 
 
@@ -66,11 +67,10 @@ class TFTrainFtrl(ElementwiseOptimizer):
             low_open=self.learning_rate_power != 0.0,
             owner=owner,
         )
-        self.l1_regularization_strength = check_number(
-            "l1_regularization_strength", l1_regularization_strength, low=0.0, owner=owner
-        )
-        self.l2_regularization_strength = check_number(
-            "l2_regularization_strength", l2_regularization_strength, low=0.0, owner=owner
+        self.l1_regularization_strength, self.l2_regularization_strength = (
+            check_regularization_strengths(
+                owner, l1_regularization_strength, l2_regularization_strength
+            )
         )
         self.l2_shrinkage_regularization_strength = check_number(
             "l2_shrinkage_regularization_strength",

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from layers.validation import check_number
+from recipes.optim.tf_train.checks import check_positive_accumulator, check_regularization_strengths
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
 from recipes.optim.tf_train.proximal_operator import proximal_l1_l2
 
@@ -45,19 +45,13 @@ class ProximalAdagrad(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        # Positive, or the first step divides by zero where a gradient is zero.
-        self.initial_accumulator_value = check_number(
-            "initial_accumulator_value",
-            initial_accumulator_value,
-            low=0.0,
-            low_open=True,
-            owner=owner,
+        self.initial_accumulator_value = check_positive_accumulator(
+            owner, initial_accumulator_value
         )
-        self.l1_regularization_strength = check_number(
-            "l1_regularization_strength", l1_regularization_strength, low=0.0, owner=owner
-        )
-        self.l2_regularization_strength = check_number(
-            "l2_regularization_strength", l2_regularization_strength, low=0.0, owner=owner
+        self.l1_regularization_strength, self.l2_regularization_strength = (
+            check_regularization_strengths(
+                owner, l1_regularization_strength, l2_regularization_strength
+            )
         )
 
     def _slot_initial_values(self) -> dict[str, float]:

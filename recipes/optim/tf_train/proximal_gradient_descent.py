@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from layers.validation import check_number
+from recipes.optim.tf_train.checks import check_regularization_strengths
 from recipes.optim.tf_train.elementwise import ElementwiseOptimizer
 from recipes.optim.tf_train.proximal_operator import proximal_l1_l2
 
@@ -41,11 +41,10 @@ class ProximalGradientDescent(ElementwiseOptimizer):
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         owner = type(self).__name__
-        self.l1_regularization_strength = check_number(
-            "l1_regularization_strength", l1_regularization_strength, low=0.0, owner=owner
-        )
-        self.l2_regularization_strength = check_number(
-            "l2_regularization_strength", l2_regularization_strength, low=0.0, owner=owner
+        self.l1_regularization_strength, self.l2_regularization_strength = (
+            check_regularization_strengths(
+                owner, l1_regularization_strength, l2_regularization_strength
+            )
         )
 
     def _slot_initial_values(self) -> dict[str, float]:
