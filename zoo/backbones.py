@@ -221,8 +221,11 @@ def _raw_image_front(
             f"may be None. Got input_shape={input_shape!r}."
         )
     inputs = keras.Input(shape=tuple(input_shape), name="image")
+    # Plain bilinear: an antialiased resize lowers to ScaleAndTranslate, which TFLite has no
+    # builtin for, so no fine-tuned backbone could go to a phone. Antialiasing only matters when
+    # shrinking; the input pipeline already resizes large images with it (recipes.data).
     x = keras.layers.Resizing(
-        image_size, image_size, crop_to_aspect_ratio=True, antialias=True, name="resize"
+        image_size, image_size, crop_to_aspect_ratio=True, antialias=False, name="resize"
     )(inputs)
     if input_shape[-1] == 1:
         x = keras.layers.Concatenate(name="gray_to_rgb")([x, x, x])
