@@ -1,15 +1,20 @@
 """ImageNet backbones: raw-image front, fine-tuning modes, weights files, offline weights."""
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import zoo
-from tests.conftest import run_python, write_image_folder
+from tests.conftest import REPO_ROOT, run_python, write_image_folder
 from tests.test_recipes import run_recipe
 from tests.zoo_data import fashion_mnist_subset
 
@@ -192,6 +197,91 @@ def test_class_index_decoding(shared_dir, tmp_path):
     broken.write_text(json.dumps({"0": ["n0", "x"]}))
     with pytest.raises(ValueError, match="class index"):
         zoo.load_class_index(broken)
+
+
+@pytest.fixture
+def no_class_index_env(tmp_path):
+    """Environment for a fresh process in which Keras has no cached class index and cannot
+    download one, with or without a network: an empty KERAS_HOME, and HTTP(S) proxies at a local
+    port that refuses connections (a socket bound to it, not listening, holds it meanwhile)."""
+    (tmp_path / "keras_home").mkdir()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{blocker.getsockname()[1]}"
+        names = ("http_proxy", "https_proxy")
+        yield {
+            "KERAS_HOME": str(tmp_path / "keras_home"),
+            **{name: proxy for name in names + tuple(n.upper() for n in names)},
+            "no_proxy": "",
+            "NO_PROXY": "",
+        }
+
+
+def test_predict_labels_without_class_index_offline_says_to_pass_one(no_class_index_env):
+    code = (
+        "import os, pathlib, numpy as np, zoo\n"
+        "m = zoo.create('mobilenet', input_shape=(32, 32, 3), alpha=0.25, weights=None,\n"
+        "               image_size=32)\n"
+        "cache = pathlib.Path(os.environ['KERAS_HOME'], 'models')\n"
+        "for case in ('absent', 'damaged'):\n"
+        "    try:\n"
+        "        zoo.predict_labels(m, np.zeros((1, 32, 32, 3)))\n"
+        "    except zoo.ClassIndexUnavailable as error:\n"
+        "        print(case, error)\n"
+        "    (cache / 'imagenet_class_index.json').write_text('{}')\n"
+    )
+    output = run_python(["-c", code], timeout=300, env=no_class_index_env).stdout
+    messages = dict(line.split(" ", 1) for line in output.splitlines() if " Keras has " in line)
+    assert set(messages) == {"absent", "damaged"}, output
+    for message in messages.values():
+        assert "URL fetch failure" in message and "Connection refused" in message
+        assert message.endswith("pass class_index= the path of an imagenet_class_index.json")
+
+
+def test_predict_recipe_without_class_index_offline_fails_in_one_line(
+    no_class_index_env, tmp_path, monkeypatch
+):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        image = np.full((40, 30, 3), 60 * i, dtype=np.uint8)
+        (photos / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    flags = ["--fine-tune", "predict", "--dataset", str(photos), "--weights", "none"]
+    flags += ["--image-size", "32"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recipes.finetune_imagenet",
+            *flags,
+            "--out-dir",
+            str(tmp_path / "a"),
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, **no_class_index_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: Keras has no cached copy of the ImageNet class index")
+    assert "URL fetch failure" in last
+    assert last.endswith("pass --class-index PATH, the path of an imagenet_class_index.json")
+    assert not (tmp_path / "a").exists()
+    # What the message asks for is what fixes it.
+    index = tmp_path / "index.json"
+    index.write_text(json.dumps({str(i): [f"n{i:08d}", f"class{i}"] for i in range(1000)}))
+    out = tmp_path / "b"
+    predictions = run_recipe(
+        "finetune_imagenet", *flags, "--class-index", str(index), "--out-dir", str(out)
+    )["predictions"]
+    assert sorted(predictions) == ["0.png", "1.png"]
+    assert all(
+        len(top) == 5 and top[0]["label"].startswith("class") for top in predictions.values()
+    )
+    assert (out / "predictions.csv").is_file()
 
 
 @pytest.fixture

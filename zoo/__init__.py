@@ -5,13 +5,17 @@
     zoo.list_models("resnet*")
     zoo.describe("lenet5")
 
-Importing the package registers every model.
+Importing the package registers every model, and with Keras every layer a zoo model holds (`layers`
+and the backbones' preprocessing), so `import zoo` is all `keras.models.load_model` needs for a
+saved zoo model; one compiled with `recipes.optim`'s optimizers, schedules or losses, as the
+recipes' are, needs `import recipes`.
 """
 
 from zoo import small
 from zoo.backbones import (
     BACKBONES,
     FINE_TUNE_MODES,
+    ClassIndexUnavailable,
     backbone_blocks,
     load_class_index,
     predict_labels,
@@ -23,6 +27,7 @@ from zoo.registry import create, describe, list_models, register_model
 __all__ = [
     "BACKBONES",
     "FINE_TUNE_MODES",
+    "ClassIndexUnavailable",
     "Knobs",
     "backbone_blocks",
     "create",

@@ -30,6 +30,7 @@ import importlib
 import json
 import os
 import re
+import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -411,6 +412,49 @@ def load_class_index(path: str | os.PathLike) -> dict[int, tuple[str, str]]:
     return index
 
 
+class ClassIndexUnavailable(RuntimeError):
+    """Keras' `decode_predictions` has no cached ImageNet class index and could not download one.
+
+    Attributes:
+        reason: why the download failed, as Keras reported it, on one line.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(self.advice("pass class_index= the path of an imagenet_class_index.json"))
+
+    def advice(self, remedy: str) -> str:
+        """The message, on one line, ending in `remedy` (a command line names its own flag)."""
+        return (
+            "Keras has no cached copy of the ImageNet class index and could not download it "
+            f"({self.reason}); {remedy}"
+        )
+
+
+def _download_failure(error: BaseException) -> urllib.error.URLError | None:
+    """The URLError behind `error`, if there is one: Keras' `get_file` turns a failed download
+    into a plain `Exception` raised while handling urllib's `URLError` (or `HTTPError`)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, urllib.error.URLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _keras_decode(
+    spec: BackboneSpec, probabilities: np.ndarray, top_k: int
+) -> list[list[tuple[str, str, float]]]:
+    """The backbone's own `decode_predictions`, which downloads Keras' class index once."""
+    try:
+        decoded = spec.applications_module.decode_predictions(probabilities, top=top_k)
+    except Exception as error:
+        if _download_failure(error) is None:
+            raise
+        raise ClassIndexUnavailable(" ".join(str(error).split())) from error
+    return [[(wnid, label, float(p)) for wnid, label, p in row] for row in decoded]
+
+
 def decode_top_k(
     probabilities: np.ndarray, top_k: int, class_index: Mapping[int, tuple[str, str]]
 ) -> list[list[tuple[str, str, float]]]:
@@ -456,12 +500,17 @@ def predict_labels(
             arrays or image file paths (of any sizes).
         top_k: how many labels per image.
         class_index: the ImageNet class index (a JSON path or a loaded mapping); None uses the
-            backbone's own `decode_predictions`, which downloads Keras' copy once.
+            backbone's own `decode_predictions`, which downloads Keras' copy once (offline, pass
+            the path).
         **create_options: options for `zoo.create` when a name is given.
 
     Returns:
         Per image, the top-k `(wordnet id, class name, probability)` tuples, most likely first
         (the format of `keras.applications.<module>.decode_predictions`).
+
+    Raises:
+        ClassIndexUnavailable: `class_index` is None, Keras has no cached class index and its
+            download failed (offline, say).
     """
     if isinstance(model_or_name, str):
         model = create(model_or_name, fine_tune="predict", **create_options)
@@ -481,11 +530,7 @@ def predict_labels(
         [keras.ops.convert_to_numpy(model(array, training=False)) for array in arrays]
     )
     if class_index is None:
-        decode = _preprocessing_layer(model).spec.applications_module.decode_predictions
-        return [
-            [(wnid, label, float(p)) for wnid, label, p in row]
-            for row in decode(probabilities, top=top_k)
-        ]
+        return _keras_decode(_preprocessing_layer(model).spec, probabilities, top_k)
     if not isinstance(class_index, Mapping):
         class_index = load_class_index(class_index)
     return decode_top_k(probabilities, top_k, class_index)

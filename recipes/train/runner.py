@@ -85,7 +85,7 @@ from recipes.train.distribute import (
     synchronize_batch_norm,
     worker_output_dir,
 )
-from recipes.train.errors import configuration_errors, run_command, warn
+from recipes.train.errors import RecipeError, configuration_errors, run_command, warn
 from recipes.train.files import (
     atomic_save_model,
     atomic_write_text,
@@ -300,9 +300,13 @@ def _label_images(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         print(format_json(config.to_dict()))
         model.summary()
         return {}
-    labels = zoo.predict_labels(
-        model, paths, top_k=config.model.top_k, class_index=config.model.class_index
-    )
+    try:
+        labels = zoo.predict_labels(
+            model, paths, top_k=config.model.top_k, class_index=config.model.class_index
+        )
+    except zoo.ClassIndexUnavailable as error:
+        remedy = "pass --class-index PATH, the path of an imagenet_class_index.json"
+        raise RecipeError(error.advice(remedy)) from error
     rows = ["file,rank,wordnet_id,label,probability"]
     predictions = {}
     for path, top in zip(paths, labels, strict=True):
