@@ -9,8 +9,8 @@
 - `losses`: `get_loss(name)` (softmax cross-entropy, multiclass SVM hinge, attribute losses, ...);
 - `wrappers`: `Lookahead` and `StochasticWeightAveraging` around any optimizer.
 
-Importing this package registers every optimizer, wrapper, schedule and loss with Keras, so a
-saved model that uses them loads with plain `keras.models.load_model`.
+Importing this package (`import recipes` does) registers every optimizer, wrapper, schedule and
+loss with Keras, so a saved model that uses them loads with plain `keras.models.load_model`.
 """
 
 from recipes.optim.losses import LOSS_NAMES, get_loss
