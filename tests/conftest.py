@@ -48,6 +48,16 @@ def write_image_folder(root: Path, images: Mapping[str, np.ndarray]) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def cifar_shaped_folder(tmp_path_factory) -> Path:
+    """32x32 RGB images in 3 class folders: small data of CIFAR-10's shape."""
+    rng = np.random.default_rng(0)
+    colours = ([200, 30, 30], [30, 200, 30], [30, 30, 200])
+    noisy = [rng.normal(colour, 40, size=(12, 32, 32, 3)).clip(0, 255) for colour in colours]
+    images = {f"class{label}": array.astype(np.uint8) for label, array in enumerate(noisy)}
+    return write_image_folder(tmp_path_factory.mktemp("cifar_like"), images)
+
+
 def wait_for_finished_epochs(
     run_dir: Path,
     epochs: int,

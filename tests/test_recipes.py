@@ -16,7 +16,7 @@ from recipes.callbacks.checkpoints import LAST_MODEL, read_checkpoint_state
 from recipes.data.datasets import load_dataset
 from recipes.train.errors import ConfigurationError
 from recipes.train.runner import recipe_main
-from tests.conftest import REPO_ROOT, run_python, wait_for_finished_epochs, write_image_folder
+from tests.conftest import REPO_ROOT, run_python, wait_for_finished_epochs
 
 RECIPES = sorted(list_recipes())
 CIFAR_SHAPED = {
@@ -30,16 +30,6 @@ CIFAR_SHAPED = {
 def run_recipe(name: str, *flags: str) -> dict:
     module = __import__(f"recipes.{name}", fromlist=["DEFAULTS"])
     return recipe_main(name, module.__doc__, module.DEFAULTS, list(flags))
-
-
-@pytest.fixture(scope="module")
-def cifar_shaped_folder(tmp_path_factory) -> Path:
-    """32x32 RGB images in 3 class folders: small data of CIFAR-10's shape."""
-    rng = np.random.default_rng(0)
-    colours = ([200, 30, 30], [30, 200, 30], [30, 30, 200])
-    noisy = [rng.normal(colour, 40, size=(12, 32, 32, 3)).clip(0, 255) for colour in colours]
-    images = {f"class{label}": array.astype(np.uint8) for label, array in enumerate(noisy)}
-    return write_image_folder(tmp_path_factory.mktemp("cifar_like"), images)
 
 
 def test_recipe_listing():
@@ -74,10 +64,9 @@ def test_dry_run(name, tmp_path, capsys, cifar_shaped_folder):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", RECIPES)
-def test_one_short_epoch(name, tmp_path, cifar_shaped_folder):
-    flags = ["--epochs", "1", "--out-dir", str(tmp_path), "--verbose", "0"]
+def short_run_flags(name: str, cifar_shaped_folder: Path) -> list[str]:
+    """Flags for a quick one-epoch run of recipe `name` on tiny data (add --out-dir)."""
+    flags = ["--epochs", "1", "--verbose", "0"]
     if name in CIFAR_SHAPED:
         flags += ["--dataset", str(cifar_shaped_folder), "--image-size", "32"]
         flags += ["--batch-size", "8"]
@@ -86,6 +75,13 @@ def test_one_short_epoch(name, tmp_path, cifar_shaped_folder):
         flags += ["head", "--image-size", "32", "--batch-size", "8"]
     else:
         flags += ["--dataset", "sample", "--batch-size", "256"]
+    return flags
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RECIPES)
+def test_one_short_epoch(name, tmp_path, cifar_shaped_folder):
+    flags = [*short_run_flags(name, cifar_shaped_folder), "--out-dir", str(tmp_path)]
     metrics = run_recipe(name, *flags)
     assert metrics["epochs"] == 1 and 0.0 <= metrics["test_accuracy"] <= 1.0
     for file in ("model.keras", "history.csv", "metrics.json", "config.json", "loss.png"):
