@@ -107,7 +107,7 @@ def test_describe_documents_small_models(name):
 def test_describe_backbone_counts_params_without_weights():
     info = zoo.describe("mobilenet")
     assert info["knobs"] == {}
-    assert info["options"]["alpha"] == 1.0 and info["options"]["fine_tune"] == "predict"
+    assert info["options"]["alpha"] == 1.0 and info["options"]["fine_tune"] is None
     # keras.applications.MobileNet(alpha=1.0) has 4,253,864 parameters.
     assert info["num_params"] == 4_253_864
     assert "preprocess_input" in info["doc"]

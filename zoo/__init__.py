@@ -4,6 +4,8 @@
     model = zoo.create("resnet20", input_shape=(32, 32, 3), num_classes=10, norm="group")
     zoo.list_models("resnet*")
     zoo.describe("lenet5")
+    features = zoo.create("resnet20", input_shape=(28, 28, 1), features_only=True)
+    zoo.feature_info(features)  # [{"layer": ..., "channels": 16, "reduction": 1}, ...]
 
 Importing the package registers every model, and with Keras every layer a zoo model holds (`layers`
 and the backbones' preprocessing), so `import zoo` is all `keras.models.load_model` needs for a
@@ -21,6 +23,7 @@ from zoo.backbones import (
     predict_labels,
     unfreeze_backbone,
 )
+from zoo.features import feature_info
 from zoo.knobs import Knobs
 from zoo.registry import create, describe, list_models, register_model
 
@@ -32,6 +35,7 @@ __all__ = [
     "backbone_blocks",
     "create",
     "describe",
+    "feature_info",
     "list_models",
     "load_class_index",
     "predict_labels",

@@ -1,6 +1,6 @@
 """Command line: list and describe models, label images with an ImageNet backbone.
 
-python -m zoo list [PATTERN]
+python -m zoo list [PATTERN] [--pretrained]
 python -m zoo describe NAME
 python -m zoo predict NAME IMAGE... [--weights W] [--class-index FILE] [--top-k K]
                                     [--option alpha=0.25] [--json]
@@ -34,7 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="list registered model names")
     listing.add_argument("pattern", nargs="?", help='shell-style filter, e.g. "resnet*"')
-    describing = commands.add_parser("describe", help="a model's options, paper and size")
+    listing.add_argument(
+        "--pretrained", action="store_true", help="only models shipped with trained weights"
+    )
+    describing = commands.add_parser(
+        "describe", help="a model's options, paper, size and the cards of its trained weights"
+    )
     describing.add_argument("name")
     predicting = commands.add_parser("predict", help="top-k ImageNet labels for image files")
     predicting.add_argument("name", help="a backbone name, e.g. mobilenet")
@@ -55,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     arguments = _parser().parse_args(argv)
     if arguments.command == "list":
-        print("\n".join(zoo.list_models(arguments.pattern)))
+        print("\n".join(zoo.list_models(arguments.pattern, pretrained=arguments.pretrained)))
     elif arguments.command == "describe":
         info = zoo.describe(arguments.name)
         print(json.dumps({key: value for key, value in info.items() if key != "doc"}, indent=2))

@@ -8,9 +8,11 @@ nested layer named "backbone".
 Fine-tuning modes (`fine_tune=`):
 
 - "predict": the pretrained network as is, ImageNet classifier included (num_classes 1000), for
-  labelling new images with `predict_labels`.
+  labelling new images with `predict_labels`. The default when num_classes is 1000 (or unset).
 - "head": the backbone frozen, its BatchNormalization layers kept in inference mode, and a new
-  softmax head for `num_classes` on the globally pooled features.
+  softmax head for `num_classes` on the globally pooled features. The default for any other
+  num_classes, and the model feature extraction (`include_top=False`, `features_only=True`,
+  `num_classes=0`) is cut from.
 - "full": the same model as "head" to start with: train the head first, then call
   `unfreeze_backbone` (optionally only the top N blocks), compile again with a lower learning rate
   and train on. The recipe runner runs both phases (`recipes.finetune_imagenet --fine-tune full`,
@@ -247,12 +249,15 @@ def build_backbone(
     num_classes: int,
     *,
     weights: str | os.PathLike | None = "imagenet",
-    fine_tune: str = "predict",
+    fine_tune: str | None = None,
     image_size: int | None = None,
     head_dropout: float = 0.2,
     **constructor_options: Any,
 ) -> keras.Model:
-    """Build `spec`'s backbone behind a raw-image front, in one of the fine-tuning modes."""
+    """Build `spec`'s backbone behind a raw-image front, in one of the fine-tuning modes
+    (None: "predict" for the 1000 ImageNet classes, "head" for any other count)."""
+    if fine_tune is None:
+        fine_tune = "predict" if num_classes == IMAGENET_CLASSES else "head"
     if fine_tune not in FINE_TUNE_MODES:
         raise ValueError(
             f"Unknown fine_tune={fine_tune!r}. Accepted: {', '.join(FINE_TUNE_MODES)}."
@@ -263,8 +268,8 @@ def build_backbone(
     if with_top and num_classes != IMAGENET_CLASSES:
         raise ValueError(
             f"fine_tune='predict' keeps the ImageNet classifier, so num_classes must be "
-            f"{IMAGENET_CLASSES}, got {num_classes}. Use fine_tune='head' or 'full' for a new "
-            "classifier."
+            f"{IMAGENET_CLASSES}, got {num_classes}. Leave fine_tune unset (or use 'head' or "
+            "'full') for a new classifier."
         )
     size = spec.image_size if image_size is None else int(image_size)
     inputs, x = _raw_image_front(input_shape, size, spec)
@@ -289,7 +294,7 @@ def build_backbone(
 
 _COMMON_OPTIONS = {
     "weights": "imagenet",
-    "fine_tune": "predict",
+    "fine_tune": None,
     "image_size": None,
     "head_dropout": 0.2,
 }
@@ -304,7 +309,8 @@ well above the same network trained from random initialisation.
 Args:
     weights: "imagenet" (Keras' cached download), a weights file path, or None (random).
     fine_tune: "predict" (ImageNet classifier, num_classes=1000), "head" (frozen backbone, new
-        head) or "full" (as "head"; then unfreeze_backbone and train on with a lower rate).
+        head) or "full" (as "head"; then unfreeze_backbone and train on with a lower rate);
+        None (default): "predict" for 1000 classes, "head" for any other num_classes.
     image_size: the square size images are resized to; default {image_size}.
     head_dropout: dropout rate before the new head ("head" / "full").
 {extra}"""

@@ -23,7 +23,16 @@ from typing import Any
 import keras
 
 from layers import naming
+from layers.validation import check_integer
+from zoo.features import check_feature_request, feature_model
 from zoo.knobs import KNOB_DEFAULTS, Knobs
+from zoo.pretrained import (
+    assign_weights,
+    pretrained_arguments,
+    pretrained_card,
+    pretrained_cards,
+    read_weights,
+)
 
 _MODELS: dict[str, ModelEntry] = {}
 _BUILDER_POSITIONAL = ("input_shape", "num_classes", "knobs")
@@ -144,17 +153,23 @@ def model_names() -> naming.Names:
     return naming.Names("model", sorted(_MODELS))
 
 
-def _entry(name: str) -> ModelEntry:
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry of a model name, any spelling (what `create` builds from)."""
     return _MODELS[model_names().resolve(name)]
 
 
-def list_models(pattern: str | None = None) -> list[str]:
+def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:
     """Registered model names, sorted, optionally filtered by a shell-style pattern.
 
     The pattern is matched the way names are: case, `-` and `_` ignored, so "ResNet*" and
     "mobilenet-v3*" find "resnet20" and "mobilenet_v3_small".
+
+    Args:
+        pattern: a shell-style pattern, or None for every name.
+        pretrained: only the models the zoo ships trained weights for (`weights=<tag>`; their
+            cards are in `describe(name)["pretrained"]`).
     """
-    names = sorted(_MODELS)
+    names = sorted(set(pretrained_cards()) & set(_MODELS) if pretrained else _MODELS)
     if pattern is None:
         return names
     key_pattern = naming.name_key(pattern)
@@ -179,35 +194,81 @@ def create(
     name: str,
     input_shape: tuple[int | None, ...] | None = None,
     num_classes: int | None = None,
+    *,
+    include_top: bool | None = None,
+    pooling: str | None = None,
+    features_only: bool = False,
     **arguments: Any,
 ) -> keras.Model:
-    """Build the registered model `name`.
+    """Build the registered model `name`, or a feature extractor made of it.
 
     Args:
         name: a name from `list_models()`, in any spelling ("ResNet20", "mobilenet-v2").
         input_shape: the input shape without batch axis, e.g. `(28, 28, 1)`; defaults to the
             model's default (see `describe`).
-        num_classes: the number of output classes; defaults to the model's default.
+        num_classes: the number of output classes; defaults to the model's default. 0 returns
+            the pooled features the classifier reads instead (timm's `num_classes=0`).
+        include_top: False returns the model up to its last feature map, without the classifier
+            and the dense layers before it (`keras.applications`' `include_top`); default True
+            (False with `features_only`).
+        pooling: with `include_top=False`: None (the 4-D map), "avg" or "max" (global pooling).
+        features_only: return a model whose outputs are the feature maps at each stride
+            (timm's `features_only`); `zoo.feature_info(model)` names their layers, channels and
+            strides.
         **arguments: shared knobs (small models: activation, norm, init, l2, dropout, ...) and
             the model's own options (see `describe(name)`).
 
     Returns:
-        A Keras 3 model, not compiled.
+        A Keras 3 model, not compiled. A feature model shares the layers of the model it is cut
+        from; for a backbone, that is the model of fine-tuning mode "head" (or "full"): frozen,
+        like `keras.applications` feature extraction with `trainable = False`.
 
     Raises:
-        ValueError: for an unknown name (suggesting the closest) or a bad knob value.
+        ValueError: for an unknown name (suggesting the closest), a bad knob value, or a feature
+            request that contradicts itself (see `zoo.features.check_feature_request`).
         TypeError: for an argument the model does not accept (listing the accepted ones).
     """
-    entry = _entry(name)
+    entry = model_entry(name)
+    num_classes = check_integer("num_classes", num_classes, low=0, optional=True)
+    keeps_top = check_feature_request(include_top, pooling, features_only, num_classes)
+    card = None
+    if "weights" not in entry.options:
+        # Models without their own `weights` option take the zoo's trained weights by tag.
+        card = pretrained_card(entry.name, arguments.pop("weights", None))
     knob_values, option_values = _split_arguments(entry, arguments)
-    shape = tuple(entry.default_input_shape if input_shape is None else input_shape)
-    classes = entry.default_num_classes if num_classes is None else int(num_classes)
-    if classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
+    default_shape = entry.default_input_shape if card is None else card.input_shape
+    shape = tuple(default_shape if input_shape is None else input_shape)
+    classifier = keeps_top and num_classes != 0
+    classes = num_classes or (entry.default_num_classes if card is None else card.num_classes)
+    if not classifier and "fine_tune" in entry.options:
+        # A backbone's features come from its fine-tuning model: the network without its top.
+        if option_values.get("fine_tune") == "predict":
+            raise ValueError(
+                "fine_tune='predict' keeps the pretrained classifier; a model without a classifier "
+                "(include_top=False, features_only=True or num_classes=0) is built in mode "
+                "'head' (frozen) or 'full'. Received: fine_tune='predict'"
+            )
+        option_values.setdefault("fine_tune", "head")
+    new_head = card is not None and classes != card.num_classes
+    if card is not None:
+        knob_values, option_values = pretrained_arguments(
+            card, knob_values, option_values, new_head=new_head
+        )
     if entry.takes_knobs:
         knobs = Knobs(**{**entry.knob_defaults, **knob_values})
-        return entry.builder(shape, classes, knobs, **option_values)
-    return entry.builder(shape, classes, **option_values)
+        model = entry.builder(shape, classes, knobs, **option_values)
+    else:
+        model = entry.builder(shape, classes, **option_values)
+    if card is not None:
+        assign_weights(model, read_weights(card), new_head=new_head, source=card.provenance())
+    if classifier:
+        return model
+    return feature_model(
+        model,
+        features_only=features_only,
+        pooling=pooling,
+        pooled_classifier_input=keeps_top,
+    )
 
 
 def describe(name: str) -> dict[str, Any]:
@@ -220,10 +281,11 @@ def describe(name: str) -> dict[str, Any]:
         A dict with the model's `name`, `paper`, `doc` (its docstring: source and expected
         accuracy), `options` (model-specific options with defaults), `knobs` (the shared knobs
         with this model's defaults; empty for backbones), `default_input_shape`,
-        `default_num_classes` and `num_params` (parameters of the model built with those
-        defaults).
+        `default_num_classes`, `num_params` (parameters of the model built with those
+        defaults) and `pretrained` (the cards of its shipped trained weights, by tag: see
+        `zoo.pretrained.PretrainedCard`).
     """
-    entry = _entry(name)
+    entry = model_entry(name)
     model = create(entry.name, **entry.describe_options)
     return {
         "name": entry.name,
@@ -234,4 +296,7 @@ def describe(name: str) -> dict[str, Any]:
         "default_input_shape": entry.default_input_shape,
         "default_num_classes": entry.default_num_classes,
         "num_params": model.count_params(),
+        "pretrained": {
+            tag: card.summary() for tag, card in pretrained_cards().get(entry.name, {}).items()
+        },
     }

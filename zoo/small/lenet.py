@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import keras
 
+from layers.validation import check_choice
 from zoo.knobs import Knobs
 from zoo.registry import register_model
 from zoo.small.common import image_input
 
-_POOLINGS = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}
+_SUBSAMPLINGS = {"avg": keras.layers.AveragePooling2D, "max": keras.layers.MaxPooling2D}
 
 
 @register_model(
@@ -21,21 +22,20 @@ def lenet5(
     input_shape: tuple[int, ...],
     num_classes: int,
     knobs: Knobs,
-    pooling: str = "avg",
+    subsampling: str = "avg",
 ) -> keras.Model:
     """LeNet-5: conv 5x5 (6) - pool - conv 5x5 (16) - pool - dense 120 - dense 84 - softmax.
 
     Source: LeCun et al. (1998). The first convolution pads "same", so 28x28 digits get the
     32x32 geometry of the original (which padded the digits by hand); pooling is the original's
-    2x2 subsampling ("avg") or max pooling. Expected test accuracy: MNIST 98.8-99.2%,
+    2x2 subsampling ("avg") or max pooling (`subsampling`). Expected test accuracy: MNIST 98.8-99.2%,
     Fashion-MNIST 89-91%, CIFAR-10 60-65%.
 
     Args:
-        pooling: "avg" (the original subsampling) or "max".
+        subsampling: "avg" (the original subsampling) or "max" (max pooling). Called `pooling`
+            before `zoo.create` took `pooling` for the global pooling of a feature model.
     """
-    if pooling not in _POOLINGS:
-        raise ValueError(f"Unknown pooling={pooling!r}. Accepted: {', '.join(_POOLINGS)}.")
-    pool = _POOLINGS[pooling]
+    pool = _SUBSAMPLINGS[check_choice("subsampling", subsampling, _SUBSAMPLINGS)]
     inputs = image_input(input_shape, model="lenet5", min_size=16)
     x = knobs.input_dropout_layer(inputs)
     x = knobs.conv_unit(x, 6, 5, name="conv1")
