@@ -106,7 +106,8 @@ def test_every_flag_says_what_it_is_and_its_recipe_default():
             },
             r"head_epochs must be below run.epochs",
         ),
-        ({"model": {"fine_tune": "head"}}, r"data.preprocessing must be 'none'"),
+        ({"model": {"name": "mobilenet", "fine_tune": "head"}}, r"preprocessing must be 'none'"),
+        ({"model": {"fine_tune": "head"}}, r"`fine_tune` starts from trained weights"),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_accepted(values, message):

@@ -137,7 +137,8 @@ def test_refuses_to_overwrite_a_run(tmp_path):
         (["--optimizer", "sgdd"], "sgdd"),
         (["--loss", "hinge_svm"], "Unknown loss 'hinge_svm'"),
         (["--augment", "flip_x"], "flip_x"),
-        (["--fine-tune", "head"], "data.preprocessing must be 'none'"),
+        (["--model", "mobilenet", "--fine-tune", "head"], "data.preprocessing must be 'none'"),
+        (["--fine-tune", "head"], "`fine_tune` starts from trained weights"),
         (["--resume"], "--resume needs --out-dir"),
     ],
 )

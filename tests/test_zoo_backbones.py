@@ -143,7 +143,7 @@ def test_full_mode_through_the_runner_trains_the_head_then_the_top_block(shared_
 def test_mode_and_weights_errors(tmp_path):
     with pytest.raises(ValueError, match="num_classes must be 1000"):
         zoo.create("mobilenet", num_classes=10, weights=None, fine_tune="predict")
-    with pytest.raises(ValueError, match="predict, head, full"):
+    with pytest.raises(ValueError, match="'predict', 'head', 'full'"):
         tiny_head_model(fine_tune="partial")
     with pytest.raises(ValueError, match="weights"):
         tiny_head_model(weights=str(tmp_path / "missing.h5"))

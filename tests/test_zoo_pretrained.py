@@ -1,7 +1,9 @@
 """The zoo's trained weights: cards, weights="<tag>", the sha256 check, new heads and features,
 the accuracy each card records (re-measured on the full test set), and scripts/ship_weights.py."""
 
+import configparser
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import shutil
@@ -15,8 +17,9 @@ from recipes.data import load_dataset
 from recipes.data.tta import tta_metrics
 from recipes.train.config import RunConfig, resolve_config
 from scripts import ship_weights
+from tests.conftest import REPO_ROOT
 from tests.test_recipes import run_recipe
-from zoo import pretrained
+from zoo import finetune, pretrained
 
 # At least these ship (issue #23); every card found is checked.
 REQUIRED = {"lenet5": "fashion_mnist", "mlp": "fashion_mnist"}
@@ -203,13 +206,13 @@ def test_ship_a_run(tmp_path):
     run_dir = tmp_path / "run"
     run_recipe(
         "lenet5_fashion_mnist",
-        *("--dataset", "fashion_mnist_sample", "--epochs", "1", "--seed", "2"),
+        *("--dataset", "sample", "--epochs", "1", "--seed", "2"),
         *("--model-option", "subsampling=max", "--out-dir", str(run_dir), "--verbose", "0"),
     )
     card = ship_weights.ship_run(run_dir, "sample", {}, tmp_path / "shipped")
     assert card.command == (
-        "python -m recipes.lenet5_fashion_mnist --seed 2 --dataset fashion_mnist_sample --epochs 1 "
-        "--model-option subsampling=max"
+        "python -m recipes.lenet5_fashion_mnist --seed 2 --dataset sample "
+        "--model-option subsampling=max --epochs 1"
     )
     assert card.options == {"subsampling": "max"} and card.knobs["activation"] == "relu"
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -236,3 +239,90 @@ def test_command_line_lists_and_describes_trained_weights(capsys):
     card = pretrained.pretrained_cards()["lenet5"]["fashion_mnist"]
     out = capsys.readouterr().out
     assert card.sha256 in out and card.command in out
+
+
+def trainable(model):
+    return [w.path for w in model.trainable_weights]
+
+
+def test_fine_tuning_modes_of_trained_weights():
+    # As for the backbones: predict for the trained classes, head (frozen, new classifier)
+    # otherwise; full starts as head.
+    assert len(trainable(zoo.create("lenet5", weights="fashion_mnist"))) == 10
+    for options in ({"num_classes": 4}, {"fine_tune": "head"}, {"fine_tune": "full"}):
+        model = zoo.create("lenet5", weights="fashion_mnist", **options)
+        assert trainable(model) == ["predictions/kernel", "predictions/bias"]
+    card = pretrained.pretrained_cards()["lenet5"]["fashion_mnist"]
+    keras.utils.set_random_seed(0)
+    new_head = values(zoo.create("lenet5", weights="fashion_mnist", fine_tune="head"))
+    assert not np.array_equal(new_head["predictions/bias"], stored(card)["predictions/bias"])
+    np.testing.assert_array_equal(new_head["dense2/kernel"], stored(card)["dense2/kernel"])
+    features = zoo.create("lenet5", weights="fashion_mnist", features_only=True)
+    assert not features.trainable_weights
+    with pytest.raises(ValueError, match="so num_classes must be 10, got 4"):
+        zoo.create("lenet5", weights="fashion_mnist", num_classes=4, fine_tune="predict")
+    with pytest.raises(ValueError, match="`fine_tune` must be None or one of 'predict'"):
+        zoo.create("lenet5", weights="fashion_mnist", fine_tune="partial")
+    with pytest.raises(ValueError, match=r"`fine_tune` starts from trained weights.*fashion_mnist"):
+        zoo.create("lenet5", fine_tune="head")
+
+
+def test_unfreezing_the_top_blocks_of_a_small_model():
+    model = zoo.create("mlp", weights="fashion_mnist", fine_tune="full", num_classes=3)
+    assert [name for name, _ in zoo.backbone_blocks(model)] == ["dense1", "dense2"]
+    assert zoo.unfreeze_backbone(model, top_n_blocks=1) == ["dense2"]
+    assert trainable(model) == [
+        "dense2/kernel",
+        "dense2/bias",
+        "predictions/kernel",
+        "predictions/bias",
+    ]
+    # BatchNormalization stays in inference mode, as in a backbone (here a ResNet's units).
+    resnet = zoo.create("resnet20", input_shape=(28, 28, 1))
+    finetune.freeze_trunk(resnet)
+    assert finetune.unfreeze_trunk(resnet, 2) == ["stage3_block3_conv1", "stage3_block3_conv2"]
+    assert trainable(resnet) == [
+        "stage3_block3_conv1/kernel",
+        "stage3_block3_conv2/kernel",
+        "predictions/kernel",
+        "predictions/bias",
+    ]
+    assert not resnet.get_layer("stage3_block3_conv1_batchnorm").trainable
+
+
+def test_fine_tuning_needs_the_trained_input():
+    assert zoo.fine_tune_preprocessing("LeNet-5", "fashion_mnist") == "scale"
+    assert zoo.fine_tune_preprocessing("mobilenet", "imagenet") == "none"
+    with pytest.raises(ValueError, match="data.preprocessing must be 'scale'"):
+        RunConfig.from_dict(
+            {
+                "model": {"weights": "fashion_mnist", "fine_tune": "head"},
+                "data": {"preprocessing": "per_channel"},
+            }
+        )
+
+
+def test_full_fine_tuning_of_trained_weights_through_the_runner(tmp_path):
+    # The runner trains the new head first, then the top block (dense2) at a lower rate; the
+    # blocks below keep their trained weights.
+    run_recipe(
+        "lenet5_fashion_mnist",
+        *("--dataset", "sample", "--weights", "fashion_mnist", "--fine-tune", "full"),
+        *("--epochs", "2", "--head-epochs", "1", "--unfreeze-blocks", "1", "--batch-size", "256"),
+        *("--out-dir", str(tmp_path / "run"), "--verbose", "0"),
+    )
+    tuned = values(keras.models.load_model(tmp_path / "run" / "model.keras", compile=False))
+    trained = stored(pretrained.pretrained_cards()["lenet5"]["fashion_mnist"])
+    for path in ("conv1/kernel", "conv2/kernel", "dense1/kernel", "dense1/bias"):
+        np.testing.assert_array_equal(tuned[path], trained[path].astype("float32"))
+    for path in ("dense2/kernel", "predictions/kernel"):
+        assert not np.allclose(tuned[path], trained[path].astype("float32"))
+
+
+def test_the_weights_are_package_data():
+    # A wheel built from setup.cfg carries every file of zoo/weights.
+    setup = configparser.ConfigParser()
+    setup.read(REPO_ROOT / "setup.cfg")
+    patterns = setup["options.package_data"]["zoo.weights"].replace(",", " ").split()
+    files = sorted(path.name for path in pretrained.WEIGHTS_DIR.iterdir())
+    assert files and all(any(fnmatch.fnmatch(name, p) for p in patterns) for name in files)

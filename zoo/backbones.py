@@ -5,7 +5,8 @@ to the backbone's input size, repeats a gray channel into RGB, and applies the b
 `preprocess_input`, all inside the model. The `keras.applications` network sits inside as one
 nested layer named "backbone".
 
-Fine-tuning modes (`fine_tune=`):
+Fine-tuning modes (`fine_tune=`, see also `zoo.finetune`, which the zoo's own trained weights
+share):
 
 - "predict": the pretrained network as is, ImageNet classifier included (num_classes 1000), for
   labelling new images with `predict_labels`. The default when num_classes is 1000 (or unset).
@@ -40,9 +41,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from zoo.registry import create, register_model
+from zoo.finetune import (
+    keep_batchnorm_in_inference,
+    resolve_mode,
+    trunk_blocks,
+    unfreeze_trunk,
+)
+from zoo.pretrained import fine_tune_needs_weights, pretrained_card
+from zoo.registry import create, model_entry, register_model
 
-FINE_TUNE_MODES = ("predict", "head", "full")
 BACKBONE_LAYER = "backbone"
 IMAGENET_CLASSES = 1000
 
@@ -235,14 +242,6 @@ def _raw_image_front(
     return inputs, BackbonePreprocessing(spec.name, name="preprocess")(x)
 
 
-def keep_batchnorm_in_inference(backbone: keras.Model) -> None:
-    """Freeze every BatchNormalization layer: a frozen Keras 3 BatchNormalization layer runs in
-    inference mode (moving statistics) even when the model trains."""
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-
-
 def build_backbone(
     spec: BackboneSpec,
     input_shape: tuple[int | None, ...],
@@ -256,21 +255,12 @@ def build_backbone(
 ) -> keras.Model:
     """Build `spec`'s backbone behind a raw-image front, in one of the fine-tuning modes
     (None: "predict" for the 1000 ImageNet classes, "head" for any other count)."""
-    if fine_tune is None:
-        fine_tune = "predict" if num_classes == IMAGENET_CLASSES else "head"
-    if fine_tune not in FINE_TUNE_MODES:
-        raise ValueError(
-            f"Unknown fine_tune={fine_tune!r}. Accepted: {', '.join(FINE_TUNE_MODES)}."
-        )
+    fine_tune = resolve_mode(
+        fine_tune, classifier=True, num_classes=num_classes, trained_classes=IMAGENET_CLASSES
+    )
     if not 0.0 <= head_dropout < 1.0:
         raise ValueError(f"head_dropout must be in [0, 1), got {head_dropout!r}.")
     with_top = fine_tune == "predict"
-    if with_top and num_classes != IMAGENET_CLASSES:
-        raise ValueError(
-            f"fine_tune='predict' keeps the ImageNet classifier, so num_classes must be "
-            f"{IMAGENET_CLASSES}, got {num_classes}. Leave fine_tune unset (or use 'head' or "
-            "'full') for a new classifier."
-        )
     size = spec.image_size if image_size is None else int(image_size)
     inputs, x = _raw_image_front(input_shape, size, spec)
     backbone = spec.build(
@@ -339,24 +329,67 @@ for _spec in BACKBONES.values():
     )
 
 
+def fine_tune_preprocessing(name: str, weights: str | None) -> str | None:
+    """The data preprocessing (`recipes.data`) a model fine-tuned ("head" or "full") needs.
+
+    Args:
+        name: a model name, any spelling.
+        weights: the weights it starts from: for a small model, a tag of its trained weights.
+
+    Returns:
+        "none" for a backbone (raw 0..255 images: the model resizes them and applies the
+        backbone's own `preprocess_input`); for a small model, the preprocessing its trained
+        weights' card records (e.g. "scale"); None for a name the zoo does not know (building the
+        model reports it).
+
+    Raises:
+        ValueError: for a small model without trained weights (nothing to fine-tune), or a tag it
+            has no weights for.
+    """
+    try:
+        entry = model_entry(name)
+    except ValueError:
+        return None
+    if entry.name in BACKBONES:
+        return "none"
+    card = pretrained_card(entry.name, weights)
+    if card is None:
+        raise ValueError(fine_tune_needs_weights(entry.name, "head or full"))
+    return card.preprocessing["mode"]
+
+
 # --------------------------------------------------------------------------------------------
 # Working with built backbone models
 
 
-def _preprocessing_layer(model: keras.Model) -> BackbonePreprocessing:
+def _find_preprocessing_layer(model: keras.Model) -> BackbonePreprocessing | None:
     for layer in model.layers:
         if isinstance(layer, BackbonePreprocessing):
             return layer
-    raise ValueError(f"Model {model.name!r} is not a zoo backbone model (no preprocessing layer).")
+    return None
+
+
+def _preprocessing_layer(model: keras.Model) -> BackbonePreprocessing:
+    layer = _find_preprocessing_layer(model)
+    if layer is None:
+        raise ValueError(
+            f"Model {model.name!r} is not a zoo backbone model (no preprocessing layer)."
+        )
+    return layer
 
 
 def backbone_blocks(model: keras.Model) -> list[tuple[str, list[keras.layers.Layer]]]:
     """The backbone's layers grouped into blocks, bottom to top: [(block name, layers), ...].
 
     Layers before the first block form the block "stem"; a layer that matches no block name
-    belongs to the block before it (e.g. the final 1x1 conv joins the last block).
+    belongs to the block before it (e.g. the final 1x1 conv joins the last block). For a small
+    model (fine-tuned from the zoo's trained weights) the blocks are its units, each linear layer
+    with what follows it (`zoo.finetune.trunk_blocks`).
     """
-    spec = _preprocessing_layer(model).spec
+    front = _find_preprocessing_layer(model)
+    if front is None:
+        return trunk_blocks(model)
+    spec = front.spec
     pattern = re.compile(spec.block_pattern)
     blocks: list[tuple[str, list[keras.layers.Layer]]] = [("stem", [])]
     for layer in model.get_layer(BACKBONE_LAYER).layers:
@@ -376,7 +409,9 @@ def unfreeze_backbone(model: keras.Model, top_n_blocks: int | None = None) -> li
     lower, and train on.
 
     Args:
-        model: a model from `zoo.create(<backbone>, fine_tune="head" or "full")`.
+        model: a model from `zoo.create(<backbone>, fine_tune="head" or "full")`, or from
+            `zoo.create(<small model>, weights=<tag>, fine_tune="head" or "full")` (whose
+            layers but the classifier are then the "backbone").
         top_n_blocks: unfreeze only the last N blocks (see `backbone_blocks`); None: all.
 
     Returns:
@@ -384,6 +419,8 @@ def unfreeze_backbone(model: keras.Model, top_n_blocks: int | None = None) -> li
     """
     if top_n_blocks is not None and (not isinstance(top_n_blocks, int) or top_n_blocks < 1):
         raise ValueError(f"top_n_blocks must be None or an integer >= 1, got {top_n_blocks!r}.")
+    if _find_preprocessing_layer(model) is None:
+        return unfreeze_trunk(model, top_n_blocks)
     blocks = backbone_blocks(model)
     chosen = blocks if top_n_blocks is None else blocks[-top_n_blocks:]
     backbone = model.get_layer(BACKBONE_LAYER)

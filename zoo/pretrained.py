@@ -183,6 +183,16 @@ def pretrained_card(model: str, weights: Any) -> PretrainedCard | None:
     return tags[naming.Names(f"{model} weights", sorted(tags)).resolve(weights)]
 
 
+def fine_tune_needs_weights(model: str, fine_tune: Any) -> str:
+    """The error for a fine-tuning mode asked of a small model without trained weights."""
+    tags = ", ".join(pretrained_tags(model)) or "none ship for it"
+    return (
+        f"`fine_tune` starts from trained weights: pass weights=<tag> with it ({model}'s tags: "
+        f"{tags}), or leave it unset to train {model} from scratch. Received: "
+        f"fine_tune={fine_tune!r}"
+    )
+
+
 # Knobs that change what the trained weights compute: they must stay as trained.
 ARCHITECTURE_KNOBS = ("activation", "negative_slope", "pieces", "norm", "groups")
 

@@ -25,9 +25,11 @@ import keras
 from layers import naming
 from layers.validation import check_integer
 from zoo.features import check_feature_request, feature_model
+from zoo.finetune import freeze_trunk, resolve_mode
 from zoo.knobs import KNOB_DEFAULTS, Knobs
 from zoo.pretrained import (
     assign_weights,
+    fine_tune_needs_weights,
     pretrained_arguments,
     pretrained_card,
     pretrained_cards,
@@ -216,7 +218,10 @@ def create(
             (timm's `features_only`); `zoo.feature_info(model)` names their layers, channels and
             strides.
         **arguments: shared knobs (small models: activation, norm, init, l2, dropout, ...) and
-            the model's own options (see `describe(name)`).
+            the model's own options (see `describe(name)`). Small models also take `weights`
+            (None, or a tag of their shipped trained weights, e.g. "fashion_mnist": the card's
+            architecture, input shape and classes become the defaults; see `zoo.pretrained`) and,
+            with weights, `fine_tune` ("predict", "head", "full"; see `zoo.finetune`).
 
     Returns:
         A Keras 3 model, not compiled. A feature model shares the layers of the model it is cut
@@ -231,26 +236,33 @@ def create(
     entry = model_entry(name)
     num_classes = check_integer("num_classes", num_classes, low=0, optional=True)
     keeps_top = check_feature_request(include_top, pooling, features_only, num_classes)
-    card = None
+    classifier = keeps_top and num_classes != 0
+    card, fine_tune = None, None
     if "weights" not in entry.options:
-        # Models without their own `weights` option take the zoo's trained weights by tag.
+        # Models without their own `weights` option take the zoo's trained weights by tag, and
+        # the fine-tuning modes with them.
         card = pretrained_card(entry.name, arguments.pop("weights", None))
+        fine_tune = arguments.pop("fine_tune", None)
+        if card is None and fine_tune is not None:
+            raise ValueError(fine_tune_needs_weights(entry.name, fine_tune))
     knob_values, option_values = _split_arguments(entry, arguments)
     default_shape = entry.default_input_shape if card is None else card.input_shape
     shape = tuple(default_shape if input_shape is None else input_shape)
-    classifier = keeps_top and num_classes != 0
     classes = num_classes or (entry.default_num_classes if card is None else card.num_classes)
     if not classifier and "fine_tune" in entry.options:
         # A backbone's features come from its fine-tuning model: the network without its top.
-        if option_values.get("fine_tune") == "predict":
-            raise ValueError(
-                "fine_tune='predict' keeps the pretrained classifier; a model without a classifier "
-                "(include_top=False, features_only=True or num_classes=0) is built in mode "
-                "'head' (frozen) or 'full'. Received: fine_tune='predict'"
-            )
-        option_values.setdefault("fine_tune", "head")
-    new_head = card is not None and classes != card.num_classes
+        option_values["fine_tune"] = resolve_mode(
+            option_values.get("fine_tune"),
+            classifier=False,
+            num_classes=classes,
+            trained_classes=classes,
+        )
+    new_head = False
     if card is not None:
+        fine_tune = resolve_mode(
+            fine_tune, classifier=classifier, num_classes=classes, trained_classes=card.num_classes
+        )
+        new_head = classifier and fine_tune != "predict"
         knob_values, option_values = pretrained_arguments(
             card, knob_values, option_values, new_head=new_head
         )
@@ -261,6 +273,8 @@ def create(
         model = entry.builder(shape, classes, **option_values)
     if card is not None:
         assign_weights(model, read_weights(card), new_head=new_head, source=card.provenance())
+        if fine_tune != "predict":
+            freeze_trunk(model)
     if classifier:
         return model
     return feature_model(

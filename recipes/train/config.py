@@ -170,10 +170,14 @@ class ModelConfig:
         ),
     )
     weights: str | None = _option(
-        None, 'initial weights: "imagenet", a file path, or "none" (default: the model\'s)'
+        None,
+        'initial weights: "imagenet", a file path, a tag of the zoo\'s trained weights '
+        '("fashion_mnist"), or "none" (default: the model\'s)',
     )
     fine_tune: str | None = _option(
-        None, "backbone mode: predict | head | full", choices=zoo.FINE_TUNE_MODES
+        None,
+        "fine-tuning mode of a backbone or of trained --weights: predict | head | full",
+        choices=zoo.FINE_TUNE_MODES,
     )
     head_epochs: int = _option(1, "full fine-tuning: epochs that train the head only")
     unfreeze_blocks: int | None = _option(
@@ -370,17 +374,22 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         model, run = self.model, self.run
-        if model.fine_tune in ("head", "full") and self.data.preprocessing != "none":
-            raise ValueError(
-                "fine-tuned backbones take raw 0..255 images and apply their own "
-                "preprocess_input: data.preprocessing must be 'none' with model.fine_tune="
-                f"{model.fine_tune!r}. Received: data.preprocessing={self.data.preprocessing!r}"
-            )
         if model.fine_tune == "full" and not model.head_epochs < run.epochs:
             raise ValueError(
                 "model.fine_tune='full' trains the head for model.head_epochs, then the backbone "
                 "until run.epochs: model.head_epochs must be below run.epochs. Received: "
                 f"model.head_epochs={model.head_epochs}, run.epochs={run.epochs}"
+            )
+        needed = None
+        if model.fine_tune in ("head", "full"):
+            weights = None if model.weights == "none" else model.weights
+            needed = zoo.fine_tune_preprocessing(model.name, weights)
+        if needed is not None and self.data.preprocessing != needed:
+            raise ValueError(
+                "a fine-tuned model takes the input its weights were trained on (backbones: raw "
+                "0..255 images, to which they apply their own preprocess_input): "
+                f"data.preprocessing must be {needed!r} with model.fine_tune={model.fine_tune!r}. "
+                f"Received: data.preprocessing={self.data.preprocessing!r}"
             )
 
     @classmethod
