@@ -196,7 +196,7 @@ def test_contradictory_requests_are_refused(request_, message):
 
 def test_predict_mode_has_no_headless_variant():
     for request in ({"num_classes": 0}, {"include_top": False}, {"features_only": True}):
-        with pytest.raises(ValueError, match="fine_tune='predict' keeps the pretrained"):
+        with pytest.raises(ValueError, match="fine_tune='predict' keeps the trained classifier"):
             tiny_mobilenet(fine_tune="predict", **request)
 
 
