@@ -7,9 +7,9 @@
 
 The run's preprocessing travels inside the exported model. Each export is checked against Keras on
 the run's test split and writes export.json beside the file (format, size, ops, input, classes,
-parity); the run's MODEL_CARD.md lists it. tflite_int8 is calibrated on images of the run's
-training split. Default output: RUN_DIR/export/<format>/model.tflite (saved_model for savedmodel).
-See docs/export.md.
+parity); the run's MODEL_CARD.md lists the exports inside the run directory. tflite_int8 is
+calibrated on images of the run's training split. Default output:
+RUN_DIR/export/<format>/model.tflite (saved_model for savedmodel). See docs/export.md.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ data the run used, checked against its dataset.json); the record beside the file
                                 test_accuracy_exported, examples
     calibration                 tflite_int8: the training-split images the ranges come from
 
-The file and the record are each written atomically, the file first; the run's MODEL_CARD.md is
-rewritten to list the export.
+The file and the record are each written atomically, the file first; when the export is inside
+the run directory, the run's MODEL_CARD.md is rewritten to list it.
 """
 
 from __future__ import annotations
@@ -214,7 +214,8 @@ def export_run(
         tensorflow_version=tf.__version__,
     )
     atomic_write_text(output.parent / EXPORT_FILE, format_json(record))
-    if "config" in run.metrics:
+    # The card lists the exports below the run directory; one written elsewhere leaves it alone.
+    if "config" in run.metrics and output.resolve().is_relative_to(run.run_dir.resolve()):
         write_model_card(run.run_dir, run.metrics)
     record["path"] = str(output)
     print(_summary(record), flush=True)

@@ -11,7 +11,8 @@ channels, resized to its image size (bilinear with antialiasing, `recipes.data.d
 handed as raw pixels to a model that holds the run's preprocessing
 (`recipes.train.inference.raw_image_model`, or the exported file). A gray image given to a colour
 model has its channel repeated; a colour image given to a gray model is refused, unless its
-channels are equal (a gray image stored as RGB); an alpha channel is dropped.
+channels are equal within `GRAY_TOLERANCE` levels (a gray image stored as RGB); an alpha channel
+is dropped.
 
 Predictions are written as `recipes.train.predictions` writes them: a CSV (file, rank, class_id,
 label, probability) and the same in JSON.
@@ -34,6 +35,10 @@ from recipes.data.image_folder import IMAGE_EXTENSIONS, check_image_file, list_i
 from recipes.export.runtime import load_exported
 from recipes.train.errors import ConfigurationError, DataError
 from recipes.train.inference import load_run, raw_image_model
+
+# Colour channels this far apart at most (in levels 0..255) still make a gray image: JPEG's
+# rounding leaves a gray image stored as RGB a level or two off.
+GRAY_TOLERANCE = 2
 
 
 class ImageChannelsError(DataError):
@@ -137,7 +142,8 @@ def load_image(path: str | os.PathLike, image_shape: Sequence[int]) -> np.ndarra
     if image.shape[-1] in (2, 4):  # gray or colour, with alpha
         image = image[..., :-1]
     if image.shape[-1] == 3 and channels == 1:
-        if not bool(tf.reduce_all(image == image[..., :1])):
+        spread = tf.reduce_max(tf.abs(tf.cast(image, tf.int32) - tf.cast(image[..., :1], tf.int32)))
+        if int(spread) > GRAY_TOLERANCE:
             raise ImageChannelsError(
                 f"{path} is a colour image (3 channels) but the model takes grayscale images (1 "
                 "channel): convert it to grayscale first"

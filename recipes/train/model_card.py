@@ -70,8 +70,8 @@ def _data_section(config: RunConfig, dataset: Mapping[str, Any]) -> list[str]:
     names = dataset.get("class_names", [])
     shape = "x".join(str(d) for d in dataset.get("image_shape", []))
     carved = (
-        f"; validation carved from the training split ({config.data.validation_fraction:g}, "
-        f"seed {config.run.seed}) when the dataset has none"
+        f" (a split the dataset lacks is carved from its training split: validation fraction "
+        f"{config.data.validation_fraction:g}, seed {config.run.seed})"
     )
     return [
         f"- Dataset: `{dataset.get('name', config.data.dataset)}` ({dataset.get('source', '?')}), "
