@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from recipes.data.datasets import SPLITS
 from recipes.train.config import CONFIG_FILE, RunConfig
 from recipes.train.files import atomic_write_text
 
@@ -77,13 +78,15 @@ def _data_section(config: RunConfig, dataset: Mapping[str, Any]) -> list[str]:
         f"- Dataset: `{dataset.get('name', config.data.dataset)}` ({dataset.get('source', '?')}), "
         f"images {shape}",
         f"- Classes ({len(names)}, in label order): " + ", ".join(f"`{name}`" for name in names),
-        "- Splits: " + ", ".join(f"{split} {size:,}" for split, size in sizes.items()) + carved,
+        "- Splits: "
+        + ", ".join(f"{split} {sizes[split]:,}" for split in SPLITS if split in sizes)
+        + carved,
     ]
 
 
 def _preprocessing_section(config: RunConfig) -> list[str]:
     mode = config.data.preprocessing
-    lines = [f"- Input: {_PREPROCESSING.get(mode, mode)} (`{mode}`)"]
+    lines = [f"- Input: `{mode}`, {_PREPROCESSING.get(mode, mode)}"]
     lines.append(
         "- Exported models and `python -m recipes.predict` take raw images (0..255) and apply "
         "this themselves"
