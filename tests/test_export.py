@@ -14,6 +14,7 @@ import tensorflow as tf
 from recipes.data.datasets import load_dataset
 from recipes.export import FORMATS, export_run, load_exported, tflite_ops
 from recipes.export.formats import _BUILTIN_NAMES
+from recipes.predict import load_predictor
 from recipes.train.errors import ConfigurationError, DataError
 from recipes.train.inference import (
     load_run,
@@ -126,6 +127,9 @@ def test_savedmodel_reloads_and_takes_float_or_uint8_pixels(run_copy):
     np.testing.assert_allclose(loaded.serve(images.astype("float32")).numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(loaded.serve_uint8(images).numpy(), expected, atol=1e-5)
     assert "Conv2D" in record["ops"]
+    predictor = load_predictor(record["path"])
+    assert predictor.image_shape == (28, 28, 1) and predictor.class_names[9] == "Ankle boot"
+    np.testing.assert_allclose(predictor.probabilities(images), expected, atol=1e-5)
 
 
 def test_best_checkpoint_and_explicit_output(run_copy, tmp_path):
