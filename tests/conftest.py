@@ -99,3 +99,17 @@ def run_python(
     )
     assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return result
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A finished LeNet-5 run on the embedded sample: one epoch, per-channel standardization (so
+    that its preprocessing has training statistics). Tests that write into a run copy it."""
+    from recipes import lenet5_fashion_mnist as recipe
+    from recipes.train.runner import recipe_main
+
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    flags = ["--dataset", "sample", "--epochs", "1", "--preprocessing", "per_channel"]
+    flags += ["--verbose", "0", "--out-dir", str(run_dir)]
+    recipe_main("lenet5_fashion_mnist", recipe.__doc__, recipe.DEFAULTS, flags)
+    return run_dir

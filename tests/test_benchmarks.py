@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from scripts import (
+    bench_export,
     bench_layers,
     bench_monitors,
     bench_optimizers,
@@ -134,6 +135,15 @@ def test_scaling_rows():
     assert by_size[-1]["ratio"] == 1.0
     for row in rows:
         assert_positive(row, ["epoch_s", "ratio"])
+
+
+@pytest.mark.slow
+def test_export_rows():
+    rows = bench_export.run_benchmarks(quick=True, calls=5)
+    assert [row["format"] for row in rows] == ["keras", "tflite", "tflite_dynamic", "tflite_int8"]
+    assert rows[1]["x_float"] == 1.0 and rows[3]["x_float"] < 0.5
+    for row in rows:
+        assert_positive(row, ["latency_ms", "cpu_ms"])
 
 
 @pytest.mark.slow

@@ -22,7 +22,9 @@ from recipes.callbacks.divergence import DivergenceGuard
 from recipes.train.files import (
     LOCK_FILE,
     RunDirectoryBusy,
+    atomic_directory,
     atomic_replace_members,
+    atomic_save_arrays,
     atomic_save_model,
     atomic_write_text,
     hold_run_directory,
@@ -203,3 +205,27 @@ def test_temporary_files_of_interrupted_writes_are_removed(tmp_path):
         (tmp_path / name).write_text("x")
     assert sorted(p.name for p in remove_temporary_files(tmp_path)) == sorted(leftovers)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "notes.tmp", "state.json"]
+
+
+def test_atomic_directory_replaces_the_whole_directory_or_nothing(tmp_path):
+    target = tmp_path / "saved_model"
+    with atomic_directory(target) as folder:
+        (folder / "a.txt").write_text("first")
+        assert not target.exists()
+    with pytest.raises(RuntimeError), atomic_directory(target) as folder:
+        (folder / "b.txt").write_text("half")
+        raise RuntimeError("failed while writing")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    with atomic_directory(target) as folder:
+        (folder / "c.txt").write_text("second")
+    assert [p.name for p in target.iterdir()] == ["c.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved_model"]
+
+
+def test_atomic_save_arrays_round_trip(tmp_path):
+    arrays = {"mean": np.arange(3, dtype=np.float32), "image": np.ones((2, 2, 1))}
+    path = atomic_save_arrays(tmp_path / "statistics.npz", arrays)
+    with np.load(path) as loaded:
+        assert sorted(loaded.files) == ["image", "mean"]
+        np.testing.assert_array_equal(loaded["mean"], arrays["mean"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["statistics.npz"]

@@ -265,10 +265,12 @@ def _load_idx(
 
 def _decode_image_file(path: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return _resize_uint8(image, image_size)
+    return resize_uint8(image, image_size)
 
 
-def _resize_uint8(image: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+def resize_uint8(image: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    """A uint8 image (or batch) resized to (height, width) as every pipeline resizes: bilinear
+    with antialiasing (so that shrinking does not alias), rounded back to uint8."""
     resized = tf.image.resize(image, image_size, antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
@@ -374,7 +376,7 @@ def _load_tfds(
 
     def to_image_shape(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if image_size is not None:
-            image = _resize_uint8(image, image_size)
+            image = resize_uint8(image, image_size)
         return tf.ensure_shape(image, image_shape), tf.cast(label, tf.int64)
 
     return _RawData(
@@ -434,7 +436,7 @@ def _load_raw(
     if image_size is not None and tuple(image_size) != raw.image_shape[:2]:
         raw.splits = {
             split: ds.map(
-                lambda image, label: (_resize_uint8(image, image_size), label),
+                lambda image, label: (resize_uint8(image, image_size), label),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
             for split, ds in raw.splits.items()

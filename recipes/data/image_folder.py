@@ -56,7 +56,9 @@ class ImageFolderSplit:
     labels: tuple[int, ...]
 
 
-def _check_image_file(path: Path) -> None:
+def check_image_file(path: Path) -> None:
+    """Raises an `ImageFolderError` for an empty file, or one whose first bytes are not those of
+    its extension's image format."""
     signatures = _SIGNATURES[path.suffix.lower()]
     with open(path, "rb") as f:
         head = f.read(8)
@@ -123,7 +125,7 @@ def list_images(folder: str | os.PathLike) -> list[str]:
             f"{folder} holds no images (accepted extensions: {', '.join(IMAGE_EXTENSIONS)})"
         )
     for path in files:
-        _check_image_file(path)
+        check_image_file(path)
     return [str(path) for path in files]
 
 
@@ -152,7 +154,7 @@ def _scan_split(root: Path, class_names: tuple[str, ...]) -> ImageFolderSplit:
                 f"{', '.join(IMAGE_EXTENSIONS)})"
             )
         for path in files:
-            _check_image_file(path)
+            check_image_file(path)
             paths.append(str(path))
             labels.append(label)
     return ImageFolderSplit(tuple(paths), tuple(labels))

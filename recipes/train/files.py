@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import io
 import os
 import re
 import shutil
@@ -23,6 +24,8 @@ import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+
+import numpy as np
 
 from recipes.train.errors import RecipeError
 
@@ -88,6 +91,54 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with _replacing(destination) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return destination
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` atomically (see the module docstring); returns the destination."""
+    destination = Path(path)
+    with _replacing(destination, suffix=".tmp" + destination.suffix) as temporary:
+        temporary.write_bytes(data)
+    return destination
+
+
+def atomic_save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Saves named arrays to an `.npz` file atomically (see the module docstring); read them back
+    with `numpy.load`."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary directory beside `path` to fill; on success it replaces `path` as a whole.
+
+    For outputs that are directories (a TensorFlow SavedModel): a reader sees the previous
+    directory or the complete new one. The previous one is renamed aside (`.NAME.*.old`), the new
+    one renamed in, and the previous one removed; a crash between the renames leaves the previous
+    one aside. The temporary directory (`.NAME.*.partial`) is removed if filling it fails.
+    """
+    destination = Path(path)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{destination.name}."
+    temporary = Path(tempfile.mkdtemp(dir=destination.parent, prefix=prefix, suffix=".partial"))
+    try:
+        yield temporary
+        for file in (p for p in temporary.rglob("*") if p.is_file()):
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+        aside = None
+        if destination.exists():
+            # An empty directory to rename over: POSIX renames a directory onto an empty one.
+            aside = Path(tempfile.mkdtemp(dir=destination.parent, prefix=prefix, suffix=".old"))
+            os.replace(destination, aside)
+        os.replace(temporary, destination)
+        _fsync_directory(destination.parent)
+        if aside is not None:
+            shutil.rmtree(aside)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
 
 
 def atomic_save_model(

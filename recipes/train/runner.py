@@ -6,6 +6,7 @@ A recipe is a module with a docstring and a `DEFAULTS` dict of config sections (
     config.json                  the effective configuration
     dataset.json                 what was loaded (classes, shapes, split sizes, a fingerprint of
                                  the content that --resume checks the data against)
+    preprocessing.npz            preprocessing "mean_image"/"per_channel": the training statistics
     run.lock                     while a process runs in the directory: its PID (see below)
     history.csv                  one row per epoch (train and validation metrics)
     checkpoints/last.keras       the resume point: model + optimizer after the last finished epoch,
@@ -16,6 +17,7 @@ A recipe is a module with a docstring and a `DEFAULTS` dict of config sections (
     tensorboard/                 TensorBoard logs
     model.keras                  the final model
     metrics.json                 test metrics, epochs, training time and images/s (all sessions)
+    MODEL_CARD.md                the model card (see recipes.train.model_card)
     loss.png, accuracy.png       learning curves, train vs validation
     diagnosis.txt, .json         what the curves say is wrong (too high/low lr, overfitting...)
     monitors/                    with --monitors: dead ReLUs, update ratios, activations, gradients
@@ -87,17 +89,22 @@ from recipes.train.distribute import (
 )
 from recipes.train.errors import RecipeError, configuration_errors, run_command, warn
 from recipes.train.files import (
+    atomic_save_arrays,
     atomic_save_model,
     atomic_write_text,
     hold_run_directory,
     remove_temporary_files,
 )
+from recipes.train.model_card import write_model_card
 from recipes.train.plots import plot_curves
+from recipes.train.predictions import rounded, summary_line, write_predictions
 from recipes.train.sanity import run_sanity_checks
 
 DATASET_FILE = "dataset.json"
 METRICS_FILE = "metrics.json"
 FINAL_MODEL = "model.keras"
+# The training statistics of preprocessing "mean_image"/"per_channel" (recipes.train.inference).
+STATISTICS_FILE = "preprocessing.npz"
 
 
 def format_json(value: Any) -> str:
@@ -307,24 +314,19 @@ def _label_images(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     except zoo.ClassIndexUnavailable as error:
         remedy = "pass --class-index PATH, the path of an imagenet_class_index.json"
         raise RecipeError(error.advice(remedy)) from error
-    rows = ["file,rank,wordnet_id,label,probability"]
-    predictions = {}
-    for path, top in zip(paths, labels, strict=True):
-        name = Path(path).name
-        predictions[name] = [
-            {"wordnet_id": wnid, "label": label, "probability": round(p, 6)}
-            for wnid, label, p in top
+    predictions = {
+        Path(path).name: [
+            {"wordnet_id": wnid, "label": label, "probability": p} for wnid, label, p in top
         ]
-        rows += [
-            f"{name},{rank},{wnid},{label},{p:.6f}" for rank, (wnid, label, p) in enumerate(top, 1)
-        ]
-        print(f"{name}: " + ", ".join(f"{label} {p:.2f}" for _, label, p in top))
+        for path, top in zip(paths, labels, strict=True)
+    }
+    for name, top in predictions.items():
+        print(summary_line(name, top))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, format_json(config.to_dict()))
-    atomic_write_text(run_dir / "predictions.csv", "\n".join(rows) + "\n")
-    atomic_write_text(run_dir / "predictions.json", format_json(predictions))
+    write_predictions(run_dir / "predictions.csv", predictions)
     print(f"predictions for {len(paths)} images in {run_dir}")
-    return {"predictions": predictions}
+    return {"predictions": rounded(predictions)}
 
 
 def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
@@ -419,6 +421,8 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
     config = config.updated({"run.force_resume": False})
     atomic_write_text(run_dir / CONFIG_FILE, format_json(config.to_dict()))
     atomic_write_text(run_dir / DATASET_FILE, format_json(info.to_dict()))
+    if info.statistics:
+        atomic_save_arrays(run_dir / STATISTICS_FILE, info.statistics)
 
     if config.run.sanity:
         _sanity_checks(config, datasets["train"], info, run_dir)
@@ -514,6 +518,7 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
         with_tta = f" ({metrics['test_accuracy_tta']:.4f} with tta {config.run.tta})"
     atomic_save_model(model, run_dir / FINAL_MODEL)
     atomic_write_text(run_dir / METRICS_FILE, format_json(metrics))
+    write_model_card(run_dir, metrics)
     print(
         f"test accuracy {metrics['test_accuracy']:.4f}{with_tta}, "
         f"test loss {metrics['test_loss']:.4f} after {metrics['epochs']} epochs; "
