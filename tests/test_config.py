@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import zoo
 from recipes.train.config import (
     CONFIG_FILE,
     RunConfig,
@@ -156,6 +157,15 @@ def test_flat_config_files_from_before_the_sections_still_load():
 def test_flat_model_options_keep_mobilenet_width_apart_from_the_knob():
     sectioned = convert_flat_config({"model": "mobilenet", "model_options": {"alpha": 0.25}})
     assert sectioned == {"model": {"name": "mobilenet", "options": {"alpha": 0.25}}}
+
+
+def test_flat_lenet5_pooling_is_its_subsampling_and_still_builds():
+    flat = {"model": "lenet5", "model_options": {"pooling": "max"}}
+    sectioned = convert_flat_config(flat)
+    assert sectioned == {"model": {"name": "lenet5", "options": {"subsampling": "max"}}}
+    config = resolve_config(sectioned, [], "t", "")
+    model = zoo.create("lenet5", input_shape=(28, 28, 1), num_classes=10, **config.model.options)
+    assert model.output_shape == (None, 10)
 
 
 def test_resume_reads_a_run_directory_written_in_the_flat_format(tmp_path):

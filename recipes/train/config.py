@@ -461,6 +461,14 @@ def convert_flat_config(flat: Mapping[str, Any], origin: str = "config") -> dict
     for key, value in flat.items():
         dotted = _dotted_key(key, origin)
         _put(sectioned, dotted, value)
+    model = sectioned.get("model", {})
+    options = model.get("options") or {}
+    if model.get("name") == "lenet5" and "pooling" in options and "include_top" not in options:
+        # LeNet-5's subsampling option was called `pooling` before `zoo.create` took `pooling`
+        # for global pooling: an old file still means the subsampling.
+        model["options"] = {
+            ("subsampling" if name == "pooling" else name): value for name, value in options.items()
+        }
     return sectioned
 
 
