@@ -7,11 +7,18 @@ MobileNet (alpha 0.25) through float TFLite, the backbone case a resize without 
 once; the sweep over every model takes most of an hour on two cores and is marked slow.
 """
 
+import keras
 import numpy as np
 import pytest
 
 import zoo
-from recipes.export.formats import _BUILTIN_NAMES, TFLITE_FORMATS, convert_to_tflite, tflite_ops
+from recipes.export.formats import (
+    _BUILTIN_NAMES,
+    TFLITE_FORMATS,
+    ExportError,
+    convert_to_tflite,
+    tflite_ops,
+)
 from recipes.export.runtime import TFLiteModel
 
 SMALL_MODELS = [name for name in zoo.list_models() if name not in zoo.BACKBONES]
@@ -59,3 +66,12 @@ def test_float_tflite(name):
 @pytest.mark.parametrize("fmt", TFLITE_FORMATS[1:])
 def test_quantized_tflite(name, fmt):
     check_conversion(build(name), fmt)
+
+
+def test_an_op_without_a_builtin_is_refused_by_name():
+    # An antialiased resize lowers to ScaleAndTranslate, which only TFLite's Flex delegate has.
+    inputs = keras.Input((40, 40, 3))
+    resized = keras.layers.Resizing(20, 20, antialias=True)(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(resized))
+    with pytest.raises(ExportError, match=r"ops it could not convert: ScaleAndTranslate\)"):
+        convert_to_tflite(model, "tflite")

@@ -11,7 +11,8 @@
 
 TFLite files are converted with TFLite's builtin operators only (no Flex/select-TF ops, no custom
 ops), so that the plain TFLite runtime runs them; a model that needs another op is refused, naming
-it. Each converter goes through a temporary SavedModel, which freezes the Keras variables.
+it. Each conversion goes through a temporary SavedModel (the "savedmodel" format's, whose `serve`
+endpoint calls the model with training=False), which freezes the Keras variables.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def write_saved_model(model: keras.Model, path: str | os.PathLike) -> None:
 def _conversion_failure(error: Exception, fmt: str) -> ExportError:
     """One line that names the ops TFLite lacks, from the converter's long message."""
     message = " ".join(str(error).split())
-    ops = sorted(set(re.findall(r"\b(?:tf|tfl)\.([A-Za-z0-9_]+)", message)))
+    # Ops left unconverted appear as `tf.OpName` (converted ones as `tfl.op_name`).
+    ops = sorted(set(re.findall(r"\btf\.([A-Z][A-Za-z0-9_]*)", message)))
     named = f" (ops it could not convert: {', '.join(ops)})" if ops else ""
     return ExportError(
         f"the model does not convert to {fmt} with TFLite's builtin ops only{named}: replace the "
@@ -105,13 +107,10 @@ def convert_to_tflite(
         raise ValueError("tflite_int8 needs representative_images to calibrate on")
     with tempfile.TemporaryDirectory() as folder:
         saved = Path(folder) / "saved_model"
-        model.export(
-            saved,
-            format="tf_saved_model",
-            verbose=False,
-            input_signature=_serving_signature(model, tf.float32),
-        )
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+        # An endpoint that calls the model with training=False: `model.export`'s default one
+        # leaves EfficientNet's stochastic-depth dropout (random ops, a seed variable) in the graph.
+        write_saved_model(model, saved)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serve"])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if fmt != "tflite":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
