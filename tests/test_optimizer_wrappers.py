@@ -441,7 +441,8 @@ def run_lenet(run_dir: Path, *flags: str) -> dict:
     [
         ({"run.epochs": 3, "optim.swa_start_epoch": 4}, r"must be in \(0, run.epochs=3\]"),
         (
-            {"run.epochs": 3, "model.fine_tune": "full", "model.head_epochs": 2}
+            {"run.epochs": 3, "model.name": "mobilenet", "model.fine_tune": "full"}
+            | {"model.head_epochs": 2}
             | {"optim.swa_start_epoch": 2, "data.preprocessing": "none"},
             r"must be in \(2, run.epochs=3\] \(after the head-only epochs",
         ),
@@ -465,7 +466,8 @@ def test_compile_model_wraps_lookahead_inside_swa():
     assert isinstance(swa.inner_optimizer.inner_optimizer, TFTrainMomentum)
     # Full fine-tuning's second phase: a new optimizer whose steps start after the head epochs.
     config = config.updated(
-        {"model.fine_tune": "full", "model.head_epochs": 1, "data.preprocessing": "none"}
+        {"model.name": "mobilenet", "model.fine_tune": "full", "model.head_epochs": 1}
+        | {"data.preprocessing": "none"}
     )
     runner.compile_model(model, config, steps_per_epoch=10, first_epoch=1)
     assert (model.optimizer.start_step, model.optimizer.average_period) == (10, 10)
