@@ -104,7 +104,13 @@ CLI_CASES = [
     ("strategy unknown", FRESH, ["--strategy", "nccl"], 2, "nccl"),
     ("cpu replicas without mirrored", FRESH, ["--cpu-replicas", "2"], 2, "--cpu-replicas"),
     ("fine-tune unknown", FRESH, ["--fine-tune", "partial"], 2, "'partial'"),
-    ("fine-tune head with scaling", FRESH, ["--fine-tune", "head"], 2, "preprocessing='scale'"),
+    (
+        "fine-tune head with scaling",
+        FRESH,
+        ["--model", "mobilenet", "--fine-tune", "head"],
+        2,
+        "preprocessing='scale'",
+    ),
     (
         "full fine-tune head epochs",
         FRESH,
