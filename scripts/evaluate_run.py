@@ -26,6 +26,7 @@ import keras
 from recipes.data.tta import TTA_MODES, check_tta, tta_metrics
 from recipes.train.config import CONFIG_FILE, saved_run_config
 from recipes.train.files import atomic_write_text
+from recipes.train.inference import add_data_location_arguments, data_overrides
 from recipes.train.runner import FINAL_MODEL, METRICS_FILE, format_json, load_data
 
 
@@ -67,14 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path, help="finished run directories")
     parser.add_argument("--tta", default="flip", choices=[m for m in TTA_MODES if m != "none"])
-    parser.add_argument("--data-dir", help="TFDS data directory, if not the run's")
-    parser.add_argument("--manual-dir", help="IDX files' folder, if not the run's")
+    add_data_location_arguments(parser)
     args = parser.parse_args(argv)
-    overrides = {
-        key: value
-        for key, value in (("data.data_dir", args.data_dir), ("data.manual_dir", args.manual_dir))
-        if value is not None
-    }
+    overrides = data_overrides(args)
     for run_dir in args.run_dirs:
         metrics = evaluate_run(run_dir, args.tta, overrides)
         print(

@@ -53,6 +53,7 @@ from recipes.train.config import (
     saved_run_config,
 )
 from recipes.train.files import atomic_copy, atomic_write_text
+from recipes.train.inference import add_data_location_arguments, data_overrides
 from recipes.train.runner import FINAL_MODEL, METRICS_FILE, load_data
 from zoo import pretrained
 from zoo.knobs import Knobs
@@ -294,16 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path, help="finished run directories")
     parser.add_argument("--tag", help="the weights' name (default: the run's dataset name)")
-    parser.add_argument("--data-dir", help="TFDS data directory, if not the run's")
-    parser.add_argument("--manual-dir", help="IDX files' folder, if not the run's")
+    add_data_location_arguments(parser)
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     parser.add_argument("--out-dir", type=Path, default=pretrained.WEIGHTS_DIR)
     args = parser.parse_args(argv)
-    overrides = {
-        key: value
-        for key, value in (("data.data_dir", args.data_dir), ("data.manual_dir", args.manual_dir))
-        if value is not None
-    }
+    overrides = data_overrides(args)
     for run_dir in args.run_dirs:
         try:
             tag = args.tag or saved_run_config(run_dir).data.dataset

@@ -336,11 +336,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="of a run directory: final (model.keras) or best (checkpoints/best.keras); "
         "default final",
     )
+    add_data_location_arguments(parser)
+
+
+def add_data_location_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--data-dir` / `--manual-dir`: where a run's data lives on this machine, when it moved."""
     parser.add_argument("--data-dir", help="TFDS data directory, if not the run's")
     parser.add_argument("--manual-dir", help="IDX files' folder, if not the run's")
 
 
 def data_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """`data.data_dir` / `data.manual_dir` from the flags of `add_run_arguments`, when given."""
+    """`data.data_dir` / `data.manual_dir` from the flags of `add_data_location_arguments`, when
+    given."""
     given = {"data.data_dir": args.data_dir, "data.manual_dir": args.manual_dir}
     return {key: value for key, value in given.items() if value is not None}
