@@ -233,7 +233,8 @@ def _raw_image_front(
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     # Plain bilinear: an antialiased resize lowers to ScaleAndTranslate, which TFLite has no
     # builtin for, so no fine-tuned backbone could go to a phone. Antialiasing only matters when
-    # shrinking; the input pipeline already resizes large images with it (recipes.data).
+    # shrinking; the input pipeline (recipes.data) and `predict_labels` shrink large images with
+    # it first, so that photos reach this layer near its size.
     x = keras.layers.Resizing(
         image_size, image_size, crop_to_aspect_ratio=True, antialias=False, name="resize"
     )(inputs)
@@ -568,12 +569,19 @@ def predict_labels(
         )
     if not 1 <= top_k <= IMAGENET_CLASSES:
         raise ValueError(f"top_k must be in 1..{IMAGENET_CLASSES}, got {top_k!r}.")
+    spec = _preprocessing_layer(model).spec
     arrays = _image_arrays(images, channels=model.input_shape[-1])
+    # A photo of 2000 pixels shrunk to 224 by plain bilinear aliases (a cat photo reads as a
+    # cheetah): shrink it here with antialiasing, cropped the way the model's resize crops.
+    resize = model.get_layer("resize")
+    shrink = keras.layers.Resizing(
+        resize.height, resize.width, crop_to_aspect_ratio=True, antialias=True
+    )
     probabilities = np.concatenate(
-        [keras.ops.convert_to_numpy(model(array, training=False)) for array in arrays]
+        [keras.ops.convert_to_numpy(model(shrink(array), training=False)) for array in arrays]
     )
     if class_index is None:
-        return _keras_decode(_preprocessing_layer(model).spec, probabilities, top_k)
+        return _keras_decode(spec, probabilities, top_k)
     if not isinstance(class_index, Mapping):
         class_index = load_class_index(class_index)
     return decode_top_k(probabilities, top_k, class_index)
