@@ -1,8 +1,8 @@
 """Every registered zoo model converts to TFLite with builtin ops only, and runs as Keras does.
 
-Small models at their default input size, backbones untrained (weights=None) with a new head
-(fine_tune="head") on 40x40 images resized inside to 32x32: each is converted, run by the real
-TFLite interpreter, and compared with Keras. By default LeNet-5 goes through every format and
+Small models at their default input size on standardized inputs (what the recipes feed them),
+backbones untrained (weights=None) with a new head (fine_tune="head") on raw 40x40 images resized
+inside to 32x32: each is converted, run by the real TFLite interpreter, and compared with Keras. By default LeNet-5 goes through every format and
 MobileNet (alpha 0.25) through float TFLite, the backbone case a resize without a builtin op broke
 once; the sweep over every model takes most of an hour on two cores and is marked slow.
 """
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import zoo
+from recipes.export.exporter import accuracy_drop_warning
 from recipes.export.formats import (
     _BUILTIN_NAMES,
-    TFLITE_FORMATS,
     ExportError,
     convert_to_tflite,
     tflite_ops,
@@ -38,10 +38,14 @@ def build(name: str):
     return zoo.create(name, num_classes=5)
 
 
-def check_conversion(model, fmt: str) -> None:
-    """Converts, runs the interpreter on random raw images and compares with Keras."""
+def check_conversion(model, fmt: str, raw_pixels: bool) -> None:
+    """Converts, runs the interpreter on random images and compares with Keras."""
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (16, *model.input_shape[1:])).astype(np.float32)
+    shape = (16, *model.input_shape[1:])
+    # An untrained small model fed 0..255 saturates its softmax, where any rounding moves the
+    # probabilities a lot; it is trained on standardized data, and tested on that.
+    images = rng.integers(0, 256, shape) if raw_pixels else rng.normal(size=shape)
+    images = images.astype(np.float32)
     content = convert_to_tflite(model, fmt, lambda: (image[None] for image in images))
     assert set(tflite_ops(content)) <= set(_BUILTIN_NAMES.values())
     expected = np.asarray(model(images, training=False))
@@ -53,19 +57,45 @@ def check_conversion(model, fmt: str) -> None:
     np.testing.assert_array_equal(found.argmax(-1)[clear], expected.argmax(-1)[clear])
 
 
-def cases(names, fast):
-    return [pytest.param(name, marks=() if name in fast else pytest.mark.slow) for name in names]
+def cases(names, fast, known_failures=()):
+    params = []
+    for name in names:
+        marks = [] if name in fast else [pytest.mark.slow]
+        if name in known_failures:
+            marks.append(pytest.mark.xfail(reason=known_failures[name], strict=True))
+        params.append(pytest.param(name, marks=marks))
+    return params
+
+
+# Measured on 64 standardized images: top-1 agreement 0.27, max difference 0.66 (dynamic range
+# quantization: 1.00, 0.05). TFLite quantizes a batch matmul's constant operand with one scale for
+# the whole tensor, not one per output channel as for a convolution; a single LocallyConnected2D
+# already loses ten times a Conv2D's accuracy, and the network stacks them. The export warns.
+INT8_KNOWN_FAILURES = {"locally_connected_net": "int8 batch matmul is quantized per tensor"}
 
 
 @pytest.mark.parametrize("name", cases(zoo.list_models(), FAST_FLOAT))
 def test_float_tflite(name):
-    check_conversion(build(name), "tflite")
+    check_conversion(build(name), "tflite", raw_pixels=name in zoo.BACKBONES)
 
 
 @pytest.mark.parametrize("name", cases([*SMALL_MODELS, "mobilenet"], FAST_QUANTIZED))
-@pytest.mark.parametrize("fmt", TFLITE_FORMATS[1:])
-def test_quantized_tflite(name, fmt):
-    check_conversion(build(name), fmt)
+def test_dynamic_range_tflite(name):
+    check_conversion(build(name), "tflite_dynamic", raw_pixels=name in zoo.BACKBONES)
+
+
+@pytest.mark.parametrize(
+    "name", cases([*SMALL_MODELS, "mobilenet"], FAST_QUANTIZED, INT8_KNOWN_FAILURES)
+)
+def test_int8_tflite(name):
+    check_conversion(build(name), "tflite_int8", raw_pixels=name in zoo.BACKBONES)
+
+
+def test_an_export_losing_accuracy_warns_with_the_way_out():
+    check = {"test_accuracy_keras": 0.90, "test_accuracy_exported": 0.60, "top1_agreement": 0.62}
+    warning = accuracy_drop_warning(check, "tflite_int8")
+    assert "30.0 points below" in warning and "tflite_dynamic" in warning
+    assert accuracy_drop_warning({**check, "test_accuracy_exported": 0.895}, "tflite_int8") is None
 
 
 def test_an_op_without_a_builtin_is_refused_by_name():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,27 @@ def parity(
     }
 
 
+# More accuracy lost than this to the conversion is worth a warning: 8-bit rounding costs a good
+# model a few tenths of a point, while layers int8 quantizes per tensor can lose far more.
+ACCURACY_DROP_WARNING = 0.01
+
+
+def accuracy_drop_warning(check: Mapping[str, Any], fmt: str) -> str | None:
+    """A warning when the exported model's test accuracy falls well below Keras'; else None."""
+    drop = check["test_accuracy_keras"] - check["test_accuracy_exported"]
+    if drop <= ACCURACY_DROP_WARNING:
+        return None
+    advice = {
+        "tflite_int8": "try --format tflite_dynamic or tflite",
+        "tflite_dynamic": "try --format tflite",
+    }.get(fmt, "a float export should not lose accuracy: please report it")
+    return (
+        f"warning: the {fmt} model's test accuracy is {100 * drop:.1f} points below Keras' "
+        f"({check['test_accuracy_exported']:.4f} vs {check['test_accuracy_keras']:.4f}, top-1 "
+        f"agreement {check['top1_agreement']:.4f}); {advice}"
+    )
+
+
 def _summary(record: Mapping[str, Any]) -> str:
     check = record["parity"]
     return (
@@ -219,4 +241,7 @@ def export_run(
         write_model_card(run.run_dir, run.metrics)
     record["path"] = str(output)
     print(_summary(record), flush=True)
+    warning = accuracy_drop_warning(record["parity"], fmt)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     return record
