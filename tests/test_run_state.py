@@ -31,7 +31,8 @@ from recipes.callbacks.checkpoints import (
 )
 from recipes.callbacks.divergence import TrainingDiverged
 from recipes.train.files import LOCK_FILE, atomic_replace_members
-from recipes.train.runner import recipe_cli, recipe_main
+from recipes.train.model_card import MODEL_CARD_FILE
+from recipes.train.runner import METRICS_FILE, recipe_cli, recipe_main
 from tests.conftest import REPO_ROOT
 
 RECIPE = "mlp_fashion_mnist"
@@ -136,7 +137,8 @@ def test_a_run_killed_at_any_write_boundary_resumes_to_the_uninterrupted_run(
     # The state a new run starts with, then each epoch's commit followed by the files it rebuilds.
     state_writes = [name for name in commits if name in (LAST_MODEL, "history.csv", STATE_FILE)]
     epoch = [LAST_MODEL, "history.csv", STATE_FILE]
-    assert state_writes == [STATE_FILE, *epoch, *epoch] and commits[-1] == "metrics.json"
+    assert state_writes == [STATE_FILE, *epoch, *epoch]
+    assert commits[-2:] == [METRICS_FILE, MODEL_CARD_FILE]
     reference_rows = read_history(reference)
     assert final_steps(reference) == 2 * STEPS_PER_EPOCH
     for number, name in enumerate(commits, start=1):
