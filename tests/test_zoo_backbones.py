@@ -200,9 +200,9 @@ def test_class_index_decoding(shared_dir, tmp_path):
 
 
 @pytest.fixture
-def no_class_index_env(tmp_path):
-    """Environment for a fresh process in which Keras has no cached class index and cannot
-    download one, with or without a network: an empty KERAS_HOME, and HTTP(S) proxies at a local
+def offline_keras_env(tmp_path):
+    """Environment for a fresh process in which Keras has no cached file (ImageNet weights, class
+    index) and cannot download one, with or without a network: an empty KERAS_HOME, and HTTP(S) proxies at a local
     port that refuses connections (a socket bound to it, not listening, holds it meanwhile)."""
     (tmp_path / "keras_home").mkdir()
     with socket.socket() as blocker:
@@ -217,7 +217,7 @@ def no_class_index_env(tmp_path):
         }
 
 
-def test_predict_labels_without_class_index_offline_says_to_pass_one(no_class_index_env):
+def test_predict_labels_without_class_index_offline_says_to_pass_one(offline_keras_env):
     code = (
         "import os, pathlib, numpy as np, zoo\n"
         "m = zoo.create('mobilenet', input_shape=(32, 32, 3), alpha=0.25, weights=None,\n"
@@ -230,7 +230,7 @@ def test_predict_labels_without_class_index_offline_says_to_pass_one(no_class_in
         "        print(case, error)\n"
         "    (cache / 'imagenet_class_index.json').write_text('{}')\n"
     )
-    output = run_python(["-c", code], timeout=300, env=no_class_index_env).stdout
+    output = run_python(["-c", code], timeout=300, env=offline_keras_env).stdout
     messages = dict(line.split(" ", 1) for line in output.splitlines() if " Keras has " in line)
     assert set(messages) == {"absent", "damaged"}, output
     for message in messages.values():
@@ -239,7 +239,7 @@ def test_predict_labels_without_class_index_offline_says_to_pass_one(no_class_in
 
 
 def test_predict_recipe_without_class_index_offline_fails_in_one_line(
-    no_class_index_env, tmp_path, monkeypatch
+    offline_keras_env, tmp_path, monkeypatch
 ):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -258,7 +258,7 @@ def test_predict_recipe_without_class_index_offline_fails_in_one_line(
             str(tmp_path / "a"),
         ],
         cwd=REPO_ROOT,
-        env={**os.environ, **no_class_index_env},
+        env={**os.environ, **offline_keras_env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -282,6 +282,55 @@ def test_predict_recipe_without_class_index_offline_fails_in_one_line(
         len(top) == 5 and top[0]["label"].startswith("class") for top in predictions.values()
     )
     assert (out / "predictions.csv").is_file()
+
+
+def failing_command(arguments, env) -> str:
+    """The one-line error of a command that must fail with exit 1 or 2 and no traceback."""
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    return f"{result.returncode} {last}"
+
+
+def test_zoo_command_fails_in_one_line(offline_keras_env, shared_dir, tmp_path):
+    weights_url = "keras-applications/mobilenet/mobilenet_2_5_224_tf.h5"
+    cache = Path(offline_keras_env["KERAS_HOME"], "models")
+    predict = ["-m", "zoo", "predict", "mobilenet", "--option", "alpha=0.25"]
+    offline = failing_command([*predict, "photo.jpg"], offline_keras_env)
+    assert offline.startswith("1 error: Keras has no cached copy of the backbone's ImageNet")
+    assert weights_url in offline and "Connection refused" in offline
+    assert offline.endswith(f"copy that file into {cache}, or pass --weights PATH")
+    unknown = failing_command([*predict[:3], "mobilenett", "photo.jpg"], offline_keras_env)
+    assert unknown.startswith("2 error: Unknown model 'mobilenett'. Did you mean 'mobilenet'?")
+    # What the message asks for is what gets past it: the weights file, here by --weights.
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("not an image")
+    index = shared_dir / "weights" / "imagenet_class_index.json"
+    weights = shared_dir / "weights" / "mobilenet_2_5_224_tf.h5"
+    flags = ["--weights", str(weights), "--class-index", str(index)]
+    unreadable = failing_command([*predict, *flags, str(not_an_image)], offline_keras_env)
+    assert unreadable.startswith(f"1 error: {str(not_an_image)!r} is not an image Pillow can read")
+
+
+def test_fine_tuning_offline_without_cached_weights_fails_in_one_line(
+    offline_keras_env, cifar_shaped_folder, tmp_path
+):
+    out = tmp_path / "run"
+    flags = ["--dataset", str(cifar_shaped_folder), "--image-size", "32"]
+    error = failing_command(
+        ["-m", "recipes.finetune_imagenet", *flags, "--out-dir", str(out)], offline_keras_env
+    )
+    assert error.startswith("1 error: Keras has no cached copy of the backbone's ImageNet weights")
+    assert "mobilenet_2_5_224_tf_no_top.h5" in error and error.endswith("or pass --weights PATH")
+    assert not out.exists()
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from zoo import small
 from zoo.backbones import (
     BACKBONES,
     ClassIndexUnavailable,
+    DownloadUnavailable,
+    WeightsUnavailable,
     backbone_blocks,
     fine_tune_preprocessing,
     load_class_index,
@@ -35,7 +37,9 @@ __all__ = [
     "BACKBONES",
     "FINE_TUNE_MODES",
     "ClassIndexUnavailable",
+    "DownloadUnavailable",
     "Knobs",
+    "WeightsUnavailable",
     "backbone_blocks",
     "create",
     "describe",

@@ -4,6 +4,10 @@ python -m zoo list [PATTERN] [--pretrained]
 python -m zoo describe NAME
 python -m zoo predict NAME IMAGE... [--weights W] [--class-index FILE] [--top-k K]
                                     [--option alpha=0.25] [--json]
+
+Anticipated failures print one line, `error: ...`: exit 2 for a bad name or option, 1 for what
+fails while running (an unreadable image; offline, weights or a class index Keras has no copy
+of). `--traceback` shows where.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ def _option(text: str) -> tuple[str, Any]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m zoo", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the traceback of an anticipated error"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="list registered model names")
     listing.add_argument("pattern", nargs="?", help='shell-style filter, e.g. "resnet*"')
@@ -59,6 +66,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     arguments = _parser().parse_args(argv)
+    try:
+        _run(arguments)
+    except (ValueError, TypeError, OSError, zoo.DownloadUnavailable) as error:
+        if arguments.traceback:
+            raise
+        message = (
+            error.advice(error.command_remedy)
+            if isinstance(error, zoo.DownloadUnavailable)
+            else str(error)
+        )
+        print(f"error: {' '.join(message.split())}", file=sys.stderr)
+        return 2 if isinstance(error, ValueError | TypeError) else 1
+    return 0
+
+
+def _run(arguments: argparse.Namespace) -> None:
     if arguments.command == "list":
         print("\n".join(zoo.list_models(arguments.pattern, pretrained=arguments.pretrained)))
     elif arguments.command == "describe":
@@ -79,7 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps({"image": image, "labels": labels}))
             else:
                 print(image + ": " + ", ".join(f"{name} {p:.3f}" for _, name, p in labels))
-    return 0
 
 
 if __name__ == "__main__":

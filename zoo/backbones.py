@@ -80,7 +80,17 @@ class BackboneSpec:
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def build(self, **kwargs: Any) -> keras.Model:
-        return getattr(keras.applications, self.constructor)(**kwargs)
+        """The `keras.applications` model; ImageNet weights come from Keras' cache or download.
+
+        Raises:
+            WeightsUnavailable: the weights are neither cached nor downloadable (offline, say).
+        """
+        try:
+            return getattr(keras.applications, self.constructor)(**kwargs)
+        except Exception as error:
+            if _download_failure(error) is None:
+                raise
+            raise WeightsUnavailable(" ".join(str(error).split())) from error
 
     @property
     def applications_module(self) -> Any:
@@ -456,23 +466,55 @@ def load_class_index(path: str | os.PathLike) -> dict[int, tuple[str, str]]:
     return index
 
 
-class ClassIndexUnavailable(RuntimeError):
-    """Keras' `decode_predictions` has no cached ImageNet class index and could not download one.
+class DownloadUnavailable(RuntimeError):
+    """Keras has no cached copy of a file it downloads on first use, and could not download it.
 
     Attributes:
-        reason: why the download failed, as Keras reported it, on one line.
+        what: the missing file, in words.
+        reason: why the download failed, as Keras reported it (with the URL), on one line.
+        remedy: what to do instead, in the Python API's terms.
+        command_remedy: the same with command-line flags.
     """
+
+    what = "a file"
+    remedy = command_remedy = ""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        super().__init__(self.advice("pass class_index= the path of an imagenet_class_index.json"))
+        super().__init__(self.advice(self.remedy))
 
     def advice(self, remedy: str) -> str:
-        """The message, on one line, ending in `remedy` (a command line names its own flag)."""
+        """The message, on one line, ending in `remedy`."""
+        return f"Keras has no cached copy of {self.what} and could not download it ({self.reason}); {remedy}"
+
+
+class ClassIndexUnavailable(DownloadUnavailable):
+    """Keras' `decode_predictions` has no cached ImageNet class index and could not download one."""
+
+    what = "the ImageNet class index"
+    remedy = "pass class_index= the path of an imagenet_class_index.json"
+    command_remedy = "pass --class-index PATH, the path of an imagenet_class_index.json"
+
+
+class WeightsUnavailable(DownloadUnavailable):
+    """A backbone's ImageNet weights are not in Keras' cache and could not be downloaded."""
+
+    what = "the backbone's ImageNet weights"
+
+    @property
+    def remedy(self) -> str:
         return (
-            "Keras has no cached copy of the ImageNet class index and could not download it "
-            f"({self.reason}); {remedy}"
+            f"copy that file into {keras_cache_dir()}, or pass weights= the path of a weights file"
         )
+
+    @property
+    def command_remedy(self) -> str:
+        return f"copy that file into {keras_cache_dir()}, or pass --weights PATH"
+
+
+def keras_cache_dir() -> Path:
+    """Where Keras' `get_file` caches downloaded models: $KERAS_HOME/models, or ~/.keras/models."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
 
 
 def _download_failure(error: BaseException) -> urllib.error.URLError | None:
@@ -510,6 +552,15 @@ def decode_top_k(
     return results
 
 
+def _load_image(path: str | os.PathLike, color_mode: str) -> np.ndarray:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"No image file {os.fspath(path)!r}.")
+    try:
+        return keras.utils.img_to_array(keras.utils.load_img(path, color_mode=color_mode))
+    except OSError as error:  # Pillow's UnidentifiedImageError, a truncated file
+        raise OSError(f"{os.fspath(path)!r} is not an image Pillow can read: {error}") from error
+
+
 def _image_arrays(images: Any, channels: int) -> list[np.ndarray]:
     """Images as a list of (1, H, W, C) float arrays: from an array batch, one image, or paths."""
     if isinstance(images, np.ndarray):
@@ -523,7 +574,7 @@ def _image_arrays(images: Any, channels: int) -> list[np.ndarray]:
     arrays = []
     for image in images:
         if isinstance(image, str | os.PathLike):
-            image = keras.utils.img_to_array(keras.utils.load_img(image, color_mode=color_mode))
+            image = _load_image(image, color_mode)
         arrays.append(np.asarray(image, dtype="float32")[None])
     return arrays
 

@@ -307,13 +307,9 @@ def _label_images(config: RunConfig, run_dir: Path) -> dict[str, Any]:
         print(format_json(config.to_dict()))
         model.summary()
         return {}
-    try:
-        labels = zoo.predict_labels(
-            model, paths, top_k=config.model.top_k, class_index=config.model.class_index
-        )
-    except zoo.ClassIndexUnavailable as error:
-        remedy = "pass --class-index PATH, the path of an imagenet_class_index.json"
-        raise RecipeError(error.advice(remedy)) from error
+    labels = zoo.predict_labels(
+        model, paths, top_k=config.model.top_k, class_index=config.model.class_index
+    )
     predictions = {
         Path(path).name: [
             {"wordnet_id": wnid, "label": label, "probability": p} for wnid, label, p in top
@@ -540,7 +536,10 @@ def recipe_main(
         config = resolve_config(
             defaults, argv, prog=f"python -m recipes.{recipe}", description=description
         )
-    return run(config, recipe=recipe)
+    try:
+        return run(config, recipe=recipe)
+    except zoo.DownloadUnavailable as error:
+        raise RecipeError(error.advice(error.command_remedy)) from error
 
 
 def recipe_cli(recipe: str, description: str, defaults: dict[str, Any]) -> None:
