@@ -10,22 +10,23 @@ from recipes.data.datasets import load_dataset
 from recipes.data.image_folder import (
     ImageFolderError,
     check_decodable,
+    image_channels,
     scan_image_folder,
     undecodable_images,
 )
 
 
-def write_image(path, value: int, size=(12, 10)) -> None:
-    image = np.full((*size, 3), value, dtype=np.uint8)
+def write_image(path, value: int, size=(12, 10), channels=3) -> None:
+    image = np.full((*size, channels), value, dtype=np.uint8)
     encode = tf.io.encode_png if path.suffix == ".png" else tf.io.encode_jpeg
     path.write_bytes(encode(tf.constant(image)).numpy())
 
 
-def make_folder(root, counts: dict[str, int], suffix=".png"):
+def make_folder(root, counts: dict[str, int], suffix=".png", channels=3):
     for index, (class_name, count) in enumerate(counts.items()):
         (root / class_name).mkdir(parents=True)
         for i in range(count):
-            write_image(root / class_name / f"{i}{suffix}", 40 + 150 * index)
+            write_image(root / class_name / f"{i}{suffix}", 40 + 150 * index, channels=channels)
     return root
 
 
@@ -41,6 +42,20 @@ def test_folder_pool_is_split_and_decoded(tmp_path):
         # Each class was drawn in its own grey level: labels must follow the pixels.
         expected = np.where(x.numpy().mean(axis=(1, 2, 3)) > 0.5, 1, 0)
         np.testing.assert_array_equal(y.numpy(), expected)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_folder_of_gray_images_loads_with_one_channel(tmp_path, suffix):
+    root = make_folder(tmp_path / "gray", {"a": 10, "b": 10}, suffix=suffix, channels=1)
+    datasets, info = load_dataset(str(root), image_size=(8, 8), seed=0)
+    assert info.image_shape == (8, 8, 1)
+    x, _ = next(iter(datasets["train"]))
+    assert x.shape[1:] == (8, 8, 1)
+    # One colour file makes the folder RGB: gray files are then repeated over three channels.
+    write_image(root / "a" / f"colour{suffix}", 90, channels=3)
+    assert image_channels([str(p) for p in sorted(root.rglob(f"*{suffix}"))]) == 3
+    _, info = load_dataset(str(root), image_size=(8, 8), seed=0)
+    assert info.image_shape == (8, 8, 3)
 
 
 def test_folder_with_split_directories(tmp_path):

@@ -17,7 +17,7 @@ from recipes.data import load_dataset
 from recipes.data.tta import tta_metrics
 from recipes.train.config import RunConfig, resolve_config
 from scripts import ship_weights
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_image_folder
 from tests.test_recipes import run_recipe
 from zoo import finetune, pretrained
 
@@ -317,6 +317,24 @@ def test_full_fine_tuning_of_trained_weights_through_the_runner(tmp_path):
         np.testing.assert_array_equal(tuned[path], trained[path].astype("float32"))
     for path in ("dense2/kernel", "predictions/kernel"):
         assert not np.allclose(tuned[path], trained[path].astype("float32"))
+
+
+def test_head_fine_tuning_of_trained_weights_on_a_folder_of_gray_images(tmp_path):
+    # A user's own small grayscale dataset: gray PNGs of another size, one folder per class.
+    rng = np.random.default_rng(0)
+    classes = {f"class{c}": rng.integers(0, 256, (12, 36, 36, 1), dtype=np.uint8) for c in range(3)}
+    folder = write_image_folder(tmp_path / "gray", classes)
+    metrics = run_recipe(
+        "lenet5_fashion_mnist",
+        *("--dataset", str(folder), "--image-size", "28"),
+        *("--weights", "fashion_mnist", "--fine-tune", "head", "--epochs", "1"),
+        *("--out-dir", str(tmp_path / "run"), "--verbose", "0"),
+    )
+    assert metrics["dataset"]["image_shape"] == [28, 28, 1]
+    tuned = values(keras.models.load_model(tmp_path / "run" / "model.keras", compile=False))
+    trained = stored(pretrained.pretrained_cards()["lenet5"]["fashion_mnist"])
+    np.testing.assert_array_equal(tuned["conv1/kernel"], trained["conv1/kernel"].astype("float32"))
+    assert tuned["predictions/kernel"].shape[-1] == 3
 
 
 def test_the_weights_are_package_data():

@@ -39,7 +39,7 @@ from recipes.data.augment import Augmentation, build_augmentation
 from recipes.data.balance import balanced_resample
 from recipes.data.fingerprint import arrays_digest, files_digest, text_digest
 from recipes.data.idx import load_idx_split
-from recipes.data.image_folder import check_decodable, scan_image_folder
+from recipes.data.image_folder import check_decodable, image_channels, scan_image_folder
 from recipes.train.errors import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -263,8 +263,8 @@ def _load_idx(
     return _raw_from_arrays("idx", arrays, class_names, validation_fraction, test_fraction, seed)
 
 
-def _decode_image_file(path: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+def _decode_image_file(path: tf.Tensor, image_size: tuple[int, int], channels: int) -> tf.Tensor:
+    image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
     return resize_uint8(image, image_size)
 
 
@@ -290,10 +290,11 @@ def _load_folder(
     raw = _raw_from_arrays(
         "folder", arrays, class_names, validation_fraction, test_fraction, seed, files_root=root
     )
-    raw.image_shape = (*image_size, 3)
+    channels = image_channels([path for paths, _ in arrays.values() for path in paths])
+    raw.image_shape = (*image_size, channels)
     raw.splits = {
         split: ds.map(
-            lambda path, label: (_decode_image_file(path, image_size), label),
+            lambda path, label: (_decode_image_file(path, image_size, channels), label),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         for split, ds in raw.splits.items()

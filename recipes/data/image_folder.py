@@ -7,6 +7,10 @@ Two layouts are accepted:
     root/validation/<class>/<image>            "val"; missing splits are carved from train)
     root/test/<class>/<image>
 
+A folder whose every image is grayscale by its file header (PNG/JPEG/BMP/GIF gray modes) loads with
+one channel, so that a model trained on gray images (the zoo's Fashion-MNIST weights) fine-tunes on
+it; any colour file makes the whole folder RGB, gray files converted (`image_channels`).
+
 Problems are reported when the folder is scanned, naming the offending path, rather than as an opaque
 decoding error in the middle of training. The scan reads each file's first bytes (a file that is not
 an image at all); `check_decodable` decodes every file, for one whose header is valid but whose
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from recipes.train.errors import DataError
 
@@ -107,6 +112,23 @@ def check_decodable(paths: Sequence[str]) -> None:
         f"{bad[0]}: cannot be decoded as an image (its content is corrupt or truncated){more}; "
         "remove or replace the file"
     )
+
+
+# Pillow's modes of one-channel images: bilevel, 8-bit, 8-bit with alpha, 16/32-bit integer, float.
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def image_channels(paths: Sequence[str]) -> int:
+    """1 when every file among `paths` is a grayscale image by its header, else 3.
+
+    Only the headers are read (Pillow opens lazily). A palette image counts as colour, and so does
+    an RGB file whose three channels happen to be equal: telling that would decode every image.
+    """
+    for path in paths:
+        with Image.open(path) as image:
+            if image.mode not in _GRAY_MODES:
+                return 3
+    return 1
 
 
 def list_images(folder: str | os.PathLike) -> list[str]:
