@@ -20,6 +20,7 @@ from scripts import (
     benchmark,
     study_finetune,
     study_learning_rates,
+    study_transfer_small,
 )
 from scripts.bench_common import format_rows, format_tables
 from scripts.study_common import command_line, markdown_table
@@ -190,3 +191,15 @@ def test_finetune_study_runs_every_mode(tmp_path, shared_dir):
         assert mode in markdown
     # The offline classifier labels the panda photo correctly (see the weights README).
     assert "| panda.jpg | giant_panda |" in markdown
+
+
+def test_transfer_study_compares_the_three_settings_over_seeds(tmp_path):
+    flags = ["--epochs", "2", "--head-epochs", "1", "--per-class", "5", "--seeds", "2"]
+    study_transfer_small.main([*flags, "--out-dir", str(tmp_path)])
+    assert (tmp_path / "transfer_small.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (tmp_path / "transfer_small.md").read_text()
+    assert "--epochs 2 --per-class 5 --head-epochs 1 --seeds 2" in markdown
+    header, *rows = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert "test accuracy (mean ± std)" in header
+    assert [row.split(" | ")[0] for row in rows] == ["| head", "| full", "| scratch"]
+    assert all(" | 2 | " in row for row in rows)
