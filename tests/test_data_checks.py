@@ -148,6 +148,10 @@ def test_a_legacy_dataset_file_still_guards_classes_and_split_sizes(tmp_path):
     resized = {**legacy, "split_sizes": {**legacy["split_sizes"], "train": 3500}}
     with pytest.raises(DataError, match="split sizes changed: train 3500 -> 3600"):
         check_same_data(resized, info)
+    # A run on a gray folder loaded as RGB before gray folders got one channel.
+    rgb = {**legacy, "image_shape": [28, 28, 3]}
+    with pytest.raises(DataError, match=r"image shape changed: \[28, 28, 3\] -> \[28, 28, 1\]"):
+        check_same_data(rgb, info)
 
 
 def test_idx_fingerprint_follows_the_images_and_labels(tmp_path):

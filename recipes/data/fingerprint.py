@@ -105,6 +105,12 @@ def data_changes(saved: Mapping[str, Any], loaded: DatasetInfo) -> list[str]:
     if saved_classes != list(loaded.class_names):
         what = "class folders" if folder else "class names"
         changes.append(f"{what} changed: {_class_changes(saved_classes, loaded.class_names)}")
+    saved_shape = list(saved.get("image_shape", loaded.image_shape))
+    if saved_shape != list(loaded.image_shape):
+        changes.append(
+            f"image shape changed: {saved_shape} -> {list(loaded.image_shape)}"
+            + (" (a folder of gray files now loads with one channel)" * folder)
+        )
     saved_sizes = dict(saved.get("split_sizes", loaded.split_sizes))
     if saved_sizes != dict(loaded.split_sizes):
         changes.append(f"split sizes changed: {_size_changes(saved_sizes, loaded.split_sizes)}")
