@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,8 +18,34 @@ import tensorflow as tf
 from recipes.callbacks.checkpoints import read_state
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The backbones every run of the suite checks; the other (larger) ones are swept on demand
+# (`pytest -m sweep`): MobileNet is the fine-tuning headline, EfficientNet the one whose export
+# needs the training=False endpoint.
+CI_BACKBONES = ("mobilenet", "efficientnet_b0")
 SHARED_DIR = REPO_ROOT.parent / "shared"
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def model_cases(
+    names: Sequence[str],
+    *,
+    fast: Collection[str] = (),
+    sweep: Collection[str] = (),
+    known_failures: Mapping[str, str] | None = None,
+) -> list:
+    """`pytest.param`s of model names for `parametrize`: marked slow unless in `fast`, `sweep`
+    (outside the default run) when in `sweep`, and a strict expected failure, with its reason,
+    when in `known_failures`."""
+    known_failures = known_failures or {}
+    params = []
+    for name in names:
+        marks = [] if name in fast else [pytest.mark.slow]
+        if name in sweep:
+            marks.append(pytest.mark.sweep)
+        if name in known_failures:
+            marks.append(pytest.mark.xfail(reason=known_failures[name], strict=True))
+        params.append(pytest.param(name, marks=marks))
+    return params
 
 
 @pytest.fixture(scope="session")

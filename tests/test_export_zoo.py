@@ -2,9 +2,11 @@
 
 Small models at their default input size on standardized inputs (what the recipes feed them),
 backbones untrained (weights=None) with a new head (fine_tune="head") on raw 40x40 images resized
-inside to 32x32: each is converted, run by the real TFLite interpreter, and compared with Keras. By default LeNet-5 goes through every format and
-MobileNet (alpha 0.25) through float TFLite, the backbone case a resize without a builtin op broke
-once; the sweep over every model takes most of an hour on two cores and is marked slow.
+inside to 32x32: each is converted, run by the real TFLite interpreter, and compared with Keras.
+By default LeNet-5 goes through every format and MobileNet (alpha 0.25) through float TFLite, the
+backbone case a resize without a builtin op broke once; the other small models and
+EfficientNet-B0 are marked slow, and the larger backbones (a minute or two each on two cores) are
+left to `pytest -m sweep`.
 """
 
 import keras
@@ -20,8 +22,10 @@ from recipes.export.formats import (
     tflite_ops,
 )
 from recipes.export.runtime import TFLiteModel
+from tests.conftest import CI_BACKBONES, model_cases
 
 SMALL_MODELS = [name for name in zoo.list_models() if name not in zoo.BACKBONES]
+LARGE_BACKBONES = [name for name in zoo.BACKBONES if name not in CI_BACKBONES]
 FAST_FLOAT = {"lenet5", "mobilenet"}
 FAST_QUANTIZED = {"lenet5"}
 # Largest probability difference to Keras: float conversions keep float32 arithmetic; quantized
@@ -57,16 +61,6 @@ def check_conversion(model, fmt: str, raw_pixels: bool) -> None:
     np.testing.assert_array_equal(found.argmax(-1)[clear], expected.argmax(-1)[clear])
 
 
-def cases(names, fast, known_failures=()):
-    params = []
-    for name in names:
-        marks = [] if name in fast else [pytest.mark.slow]
-        if name in known_failures:
-            marks.append(pytest.mark.xfail(reason=known_failures[name], strict=True))
-        params.append(pytest.param(name, marks=marks))
-    return params
-
-
 # Measured on 64 standardized images: top-1 agreement 0.27, max difference 0.66 (dynamic range
 # quantization: 1.00, 0.05). TFLite quantizes a batch matmul's constant operand with one scale for
 # the whole tensor, not one per output channel as for a convolution; a single LocallyConnected2D
@@ -74,18 +68,23 @@ def cases(names, fast, known_failures=()):
 INT8_KNOWN_FAILURES = {"locally_connected_net": "int8 batch matmul is quantized per tensor"}
 
 
-@pytest.mark.parametrize("name", cases(zoo.list_models(), FAST_FLOAT))
+@pytest.mark.parametrize(
+    "name", model_cases(zoo.list_models(), fast=FAST_FLOAT, sweep=LARGE_BACKBONES)
+)
 def test_float_tflite(name):
     check_conversion(build(name), "tflite", raw_pixels=name in zoo.BACKBONES)
 
 
-@pytest.mark.parametrize("name", cases([*SMALL_MODELS, "mobilenet"], FAST_QUANTIZED))
+@pytest.mark.parametrize("name", model_cases([*SMALL_MODELS, "mobilenet"], fast=FAST_QUANTIZED))
 def test_dynamic_range_tflite(name):
     check_conversion(build(name), "tflite_dynamic", raw_pixels=name in zoo.BACKBONES)
 
 
 @pytest.mark.parametrize(
-    "name", cases([*SMALL_MODELS, "mobilenet"], FAST_QUANTIZED, INT8_KNOWN_FAILURES)
+    "name",
+    model_cases(
+        [*SMALL_MODELS, "mobilenet"], fast=FAST_QUANTIZED, known_failures=INT8_KNOWN_FAILURES
+    ),
 )
 def test_int8_tflite(name):
     check_conversion(build(name), "tflite_int8", raw_pixels=name in zoo.BACKBONES)

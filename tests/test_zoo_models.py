@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 
 import zoo
+from tests.conftest import CI_BACKBONES, model_cases
 from tests.zoo_data import fashion_mnist_subset
 
 BACKBONE_TEST_OPTIONS = {"weights": None, "fine_tune": "head", "image_size": 32}
 SMALL = [name for name in zoo.list_models() if name not in zoo.BACKBONES]
 BACKBONES = [name for name in zoo.list_models() if name in zoo.BACKBONES]
+LARGE_BACKBONES = [name for name in BACKBONES if name not in CI_BACKBONES]
 
 
 def build(name, input_shape, num_classes=10):
@@ -36,8 +38,7 @@ def test_small_model_builds_and_round_trips(name, tmp_path):
     check_builds_and_round_trips(name, tmp_path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", BACKBONES)
+@pytest.mark.parametrize("name", model_cases(BACKBONES, sweep=LARGE_BACKBONES))
 def test_backbone_builds_and_round_trips(name, tmp_path):
     check_builds_and_round_trips(name, tmp_path)
 
@@ -54,8 +55,10 @@ def fashion_batch(fashion_mnist_dir):
     return images.astype("float32") / 255.0, labels
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SMALL + BACKBONES)
+# ResNet-20 stands for its deeper variants in the default run.
+@pytest.mark.parametrize(
+    "name", model_cases(SMALL + BACKBONES, sweep=[*LARGE_BACKBONES, "resnet32", "resnet56"])
+)
 def test_trains_on_real_data(name, fashion_batch):
     images, labels = fashion_batch
     if name in zoo.BACKBONES:
