@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from layers import MeanImageSubtraction
+from recipes.data.augment import build_augmentation
 from recipes.data.datasets import _tfds_name, assign_splits, load_dataset
 from tests.conftest import write_image_folder
 from tests.test_idx import write_split
@@ -140,6 +141,21 @@ def test_augment_applies_to_training_only():
     datasets, _ = load_dataset("sample", ("train", "test"), augment=zero_images, batch_size=50)
     assert float(tf.reduce_max(next(iter(datasets["train"]))[0])) == 0.0
     assert float(tf.reduce_max(next(iter(datasets["test"]))[0])) > 0.0
+
+
+def test_training_batches_are_scaled_augmented_then_normalized_in_one_map():
+    spec, seed = "flip_h,crop,erase", 4
+    options = {"batch_size": 500, "seed": seed}
+    fused, info = load_dataset(
+        "sample", "train", augment=spec, preprocessing="per_channel", **options
+    )
+    scaled, _ = load_dataset("sample", "train", preprocessing="scale", **options)
+    aug = build_augmentation(spec, info.image_shape, seed=seed)
+    mean, scale = info.statistics["channel_mean"], info.statistics["channel_scale"]
+    staged = aug.apply_to(scaled).map(lambda x, y: ((x - mean) / scale, y))
+    for _ in range(2):  # fresh draws in the second epoch, the same in both pipelines
+        np.testing.assert_array_equal(collect(fused)[0], collect(staged)[0])
+    assert fused.options().threading.max_intra_op_parallelism == 1
 
 
 def test_resize():
