@@ -74,6 +74,37 @@ def test_one_channel_crop_takes_the_windows_of_the_several_channel_crop(mode):
     np.testing.assert_array_equal(grey[0].numpy(), rgb[0].numpy()[..., :1])
 
 
+@pytest.mark.parametrize(("flip", "mode"), [("flip_h", "horizontal"), ("flip_v", "vertical")])
+def test_fast_flip_and_grey_crop_in_tf_data_match_the_keras_flip_and_rgb_crop(flip, mode):
+    """In a real tf.data pipeline (graph mode, unknown batch size, a short last batch, two
+    epochs), the flip and the one-channel crop give what the Keras `RandomFlip` layer followed by
+    the several-channel crop gives for the same seeds: same draws per image, same outputs."""
+    grey = RNG.random((22, 12, 12, 1)).astype("float32")
+    labels = np.arange(22, dtype="int64")
+    spec = f"{flip},crop:3"
+    ours = build_augmentation(spec, grey.shape[1:], seed=7)
+    reference = build_augmentation(spec, (12, 12, 3), seed=7)
+    reference.ops = (augment_ops.KerasLayerOp(keras.layers.RandomFlip(mode)), reference.ops[1])
+    ours_ds = ours.apply_to(tf.data.Dataset.from_tensor_slices((grey, labels)).batch(8))
+    rgb = np.repeat(grey, 3, axis=-1)
+    reference_ds = reference.apply_to(tf.data.Dataset.from_tensor_slices((rgb, labels)).batch(8))
+    epochs = [collect(ours_ds) for _ in range(2)]
+    for epoch in epochs:
+        np.testing.assert_array_equal(epoch, collect(reference_ds)[..., :1])
+    assert not np.array_equal(epochs[0], epochs[1])
+    # Each image its own draw: some images of the first batch mirrored, others not.
+    axis = 2 if flip == "flip_h" else 1
+    first = build_augmentation(flip, grey.shape[1:], seed=7).apply_to(
+        tf.data.Dataset.from_tensor_slices((grey, labels)).batch(8)
+    )
+    batch = next(iter(first))[0].numpy()
+    mirrored = [
+        np.array_equal(out, np.flip(x, axis - 1)) for out, x in zip(batch, grey[:8], strict=True)
+    ]
+    kept = [np.array_equal(out, x) for out, x in zip(batch, grey[:8], strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True)) and any(mirrored) and any(kept)
+
+
 @pytest.mark.parametrize("mode", ["constant", "reflect"])
 def test_padded_crop_is_an_integer_shift_within_the_padding(mode):
     pad = 2

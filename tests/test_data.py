@@ -158,6 +158,34 @@ def test_training_batches_are_scaled_augmented_then_normalized_in_one_map():
     assert fused.options().threading.max_intra_op_parallelism == 1
 
 
+def test_training_batches_draw_a_flip_and_a_crop_offset_per_image():
+    """Through the loader's one map call, every image of a batch is its own (mirrored or not)
+    original shifted by its own offset: the randomness is per image, not per batch."""
+    pad, options = 2, {"batch_size": 64, "seed": 3}
+    augmented, info = load_dataset("sample", "train", augment=f"flip_h,crop:{pad}", **options)
+    plain, _ = load_dataset("sample", "train", **options)  # the same shuffled order
+    height, width, _ = info.image_shape
+    outputs, originals = next(iter(augmented))[0].numpy(), next(iter(plain))[0].numpy()
+    draws = []
+    for out, x in zip(outputs, originals, strict=True):
+        matches = [
+            (mirrored, dy, dx)
+            for mirrored in (False, True)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if np.array_equal(
+                out,
+                np.pad(x[:, ::-1] if mirrored else x, [(pad, pad), (pad, pad), (0, 0)])[
+                    dy : dy + height, dx : dx + width
+                ],
+            )
+        ]
+        assert matches, "every output is a window of its padded, possibly mirrored, original"
+        draws.append(matches[0])
+    assert {mirrored for mirrored, _, _ in draws} == {False, True}
+    assert len({(dy, dx) for _, dy, dx in draws}) > 5
+
+
 def test_resize():
     ds, info = load_dataset("sample", "test", image_size=(32, 32), batch_size=8)
     assert info.image_shape == (32, 32, 1)
