@@ -1,7 +1,7 @@
 """Training throughput of the recipes, run by their runner, vs a plain Keras `model.fit` on arrays.
 
     python scripts/bench_throughput.py [--quick] [--dataset fashion_mnist --manual-dir DIR]
-        [--epochs K] [--rounds R] [--recipe-flags "--batch-size 256"]
+        [--epochs K] [--rounds R] [--recipe-flags "--batch-size 256"] [--recipes resnet20_cifar10]
     python scripts/benchmark.py --only throughput --dataset fashion_mnist --manual-dir DIR
 
 Each case is a recipe (`recipes/<name>.py`) with an augmentation setting, measured two ways in
@@ -28,6 +28,8 @@ its K extra checkpoint writes), `epoch_s` (the recipe's steady epoch) and, for a
 augmentation, `augment_cost`: the share of its epoch that the same recipe without augmentation
 does not spend, `(epoch_s - epoch_s without) / epoch_s`. With `--rounds R` every case is
 measured R times and each figure is the median over rounds (ratios paired within a round).
+`--recipes` keeps the cases of the named recipes only (e.g. ResNet-20's three, whose epochs on
+the full training set take minutes on 2 cores).
 
 `run_benchmarks(quick)` returns the rows for `scripts/benchmark.py`. `recipe_config` and
 `recipe_pipeline` (the runner's data, model and compile, in-process) serve `bench_scaling`.
@@ -57,6 +59,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from layers.validation import check_choice
 from recipes.data.datasets import load_dataset
 from recipes.optim.losses import get_loss, loss_label_format
 from recipes.optim.optimizers import get_optimizer
@@ -95,6 +98,15 @@ FULL_CASES = (
     Case("resnet20_cifar10", "none"),
     Case("resnet20_cifar10", "flip_h,crop,erase"),
 )
+
+
+def selected_cases(cases: tuple[Case, ...], recipes: str | None) -> tuple[Case, ...]:
+    """The `cases` of the comma-separated `recipes` (all of them for `None`), in their order."""
+    if recipes is None:
+        return cases
+    known = tuple(dict.fromkeys(case.recipe for case in cases))
+    names = {check_choice("recipes", name.strip(), known) for name in recipes.split(",")}
+    return tuple(case for case in cases if case.recipe in names)
 
 
 def recipe_config(model: str, batch_size: int, **overrides: Any) -> RunConfig:
@@ -304,6 +316,7 @@ def run_benchmarks(
     epochs: int | None = None,
     rounds: int = 1,
     recipe_flags: str = "",
+    recipes: str | None = None,
 ) -> list[dict[str, Any]]:
     """Times every case (`QUICK_CASES` or `FULL_CASES`) against the plain reference; one row per
     case (see the module docstring for the columns).
@@ -314,12 +327,13 @@ def run_benchmarks(
         epochs: timed epochs per measurement, after the warm-up one.
         rounds: measurements of every case; figures are medians over them.
         recipe_flags: more recipe flags, one shell-quoted string (e.g. "--jit-compile on").
+        recipes: comma-separated recipe names whose cases to run (default: every case).
     """
     epochs = epochs or (1 if quick else 2)
     base_argv = ["--dataset", dataset, "--verbose", "0", "--tta", "none"]
     if manual_dir is not None:
         base_argv += ["--manual-dir", str(manual_dir)]
-    cases = QUICK_CASES if quick else FULL_CASES
+    cases = selected_cases(QUICK_CASES if quick else FULL_CASES, recipes)
     extra = shlex.split(recipe_flags)
     return median_rows([measure_round(cases, base_argv, extra, epochs) for _ in range(rounds)])
 
@@ -329,9 +343,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, help="timed epochs after the warm-up (1 / 2)")
     parser.add_argument("--rounds", type=int, default=1, help="measurements of every case")
     parser.add_argument("--recipe-flags", default="", help="more flags for every recipe run")
+    parser.add_argument("--recipes", help="comma-separated recipes whose cases to run (all)")
     args = parser.parse_args(argv)
+    try:  # a misspelt recipe is refused before anything is measured
+        selected_cases(QUICK_CASES if args.quick else FULL_CASES, args.recipes)
+    except ValueError as error:
+        parser.error(str(error))
     rows = run_benchmarks(
-        args.quick, args.dataset, args.manual_dir, args.epochs, args.rounds, args.recipe_flags
+        args.quick,
+        args.dataset,
+        args.manual_dir,
+        args.epochs,
+        args.rounds,
+        args.recipe_flags,
+        args.recipes,
     )
     print(format_tables(rows))
 

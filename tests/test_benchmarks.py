@@ -120,6 +120,17 @@ def test_throughput_passes_only_the_flags_the_recipe_knows():
     assert kept == ["--epochs", "3", "--augment", "light"]
 
 
+def test_throughput_cases_of_the_named_recipes_only():
+    cases = bench_throughput.FULL_CASES
+    assert bench_throughput.selected_cases(cases, None) == cases
+    resnet = bench_throughput.selected_cases(cases, "resnet20_cifar10")
+    assert [case.augment for case in resnet] == [None, "none", "flip_h,crop,erase"]
+    both = bench_throughput.selected_cases(cases, "mlp_fashion_mnist, resnet20_cifar10")
+    assert [case.recipe for case in both] == ["mlp_fashion_mnist"] + ["resnet20_cifar10"] * 3
+    with pytest.raises(ValueError, match="recipes.*'lenet5_fashion_mnist'.*Received.*resnet_20"):
+        bench_throughput.selected_cases(cases, "resnet_20")
+
+
 @pytest.mark.slow
 def test_throughput_rows():
     rows = bench_throughput.run_benchmarks(quick=True)
