@@ -24,9 +24,12 @@ the same process, one right after the other so that both see the same machine lo
 Rows: `recipe_img_s` and `plain_img_s` (training images / steady epoch seconds), `ratio`
 (recipe / plain images/s: above 1.0 the recipe is faster), `cpu_ratio` (the same on the
 process's CPU time, less disturbed by other processes on a shared machine; the recipe's includes
-its K extra checkpoint writes), `epoch_s` (the recipe's steady epoch) and, for a case with
-augmentation, `augment_cost`: the share of its epoch that the same recipe without augmentation
-does not spend, `(epoch_s - epoch_s without) / epoch_s`. With `--rounds R` every case is
+its K extra checkpoint writes), `epoch_s` (the recipe's steady epoch), `input_share` (the CPU
+seconds of one pass over the recipe's training pipeline alone, without a model, over the CPU
+seconds of its steady epoch: the share of the work that is input conversion, augmentation and
+normalization; far less disturbed by the machine's load than a difference of wall times) and,
+for a case with augmentation, `augment_cost`: the share of its epoch that the same recipe without
+augmentation does not spend, `(epoch_s - epoch_s without) / epoch_s`. With `--rounds R` every case is
 measured R times and each figure is the median over rounds (ratios paired within a round).
 `--recipes` keeps the cases of the named recipes only (e.g. ResNet-20's three, whose epochs on
 the full training set take minutes on 2 cores).
@@ -252,6 +255,19 @@ def time_plain(config: RunConfig, epochs: int) -> EpochTimes:
     return EpochTimes(timer.seconds[1:], timer.cpu_seconds[1:])
 
 
+def input_cpu_seconds(config: RunConfig) -> float:
+    """CPU seconds of one pass over the training pipeline of `config` alone, without a model:
+    what the input work (conversion, augmentation, normalization) costs per epoch. The first
+    pass fills the cache and traces the map; the second is timed."""
+    train, _ = load_data(config, "train")
+    for _ in train:
+        pass
+    start = time.process_time()
+    for _ in train:
+        pass
+    return time.process_time() - start
+
+
 def measure_round(
     cases: tuple[Case, ...], base_argv: list[str], extra_flags: list[str], epochs: int
 ) -> list[dict[str, Any]]:
@@ -282,6 +298,7 @@ def measure_round(
                 "ratio": plain_s / recipe.epoch_s,
                 "cpu_ratio": plain_cpu_s / recipe.cpu_s,
                 "epoch_s": recipe.epoch_s,
+                "input_share": input_cpu_seconds(recipe.config) / recipe.cpu_s,
             }
         )
     for row in rows:

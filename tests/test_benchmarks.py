@@ -139,7 +139,10 @@ def test_throughput_rows():
     assert [row["augment"] for row in rows] == ["none", "none", "flip_h,crop"]
     for row in rows:
         assert row["examples"] == 3600  # the sample's training split
-        assert_positive(row, ["recipe_img_s", "plain_img_s", "ratio", "cpu_ratio", "epoch_s"])
+        assert_positive(
+            row, ["recipe_img_s", "plain_img_s", "ratio", "cpu_ratio", "epoch_s", "input_share"]
+        )
+        assert row["input_share"] < 1.0
         assert row["ratio"] == pytest.approx(row["recipe_img_s"] / row["plain_img_s"])
     # The augmented LeNet-5 is compared with the LeNet-5 run without augmentation.
     assert [row["augment_cost"] is None for row in rows] == [True, True, False]
