@@ -64,10 +64,16 @@ def format_tables(rows: list[dict[str, Any]]) -> str:
     return "\n\n".join(format_rows(group) for group in groups) if groups else "(no rows)"
 
 
-def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line of the throughput and scaling benchmarks."""
+def benchmark_parser(description: str) -> argparse.ArgumentParser:
+    """The command line the throughput and scaling benchmarks share (`--quick`, `--dataset`,
+    `--manual-dir`), for a benchmark to add its own flags to."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="fewer cases and rounds")
     parser.add_argument("--dataset", default="sample", help="sample (default) or fashion_mnist")
     parser.add_argument("--manual-dir", help="IDX files of --dataset (offline Fashion-MNIST)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of the scaling benchmark: `benchmark_parser`'s flags."""
+    return benchmark_parser(description).parse_args(argv)

@@ -1,23 +1,28 @@
 """All benchmarks in one run: one table per sub-benchmark, each with ratios measured in that run.
 
     python scripts/benchmark.py [--quick] [--only layers,optimizers,monitors,throughput,scaling,export]
+        [--dataset fashion_mnist --manual-dir DIR]
 
 - layers: our layers vs their references, forward and forward+backward (`bench_layers`);
 - optimizers: step time of our tf.train-exact optimizers vs Keras' built-ins (`bench_optimizers`);
 - monitors: fit time with the training monitors vs without (`bench_monitors`);
-- throughput: images/s of a recipe's pipeline vs a plain `model.fit` on arrays (`bench_throughput`);
+- throughput: images/s of the recipes (run by their runner) vs a plain `model.fit` on arrays
+  (`bench_throughput`);
 - scaling: throughput vs batch size, epoch time vs dataset size (`bench_scaling`);
 - export: size and single-image latency of each export format vs Keras (`bench_export`).
 
 Each sub-benchmark is a module `scripts/bench_<name>.py` with `run_benchmarks(quick)` returning
 rows (dicts); this script runs the selected ones in order and prints their rows. `--quick` keeps
-every sub-benchmark short (small models, few repeats). Timings are only comparable within one run.
+every sub-benchmark short (small models, few repeats). `--dataset` and `--manual-dir` go to the
+sub-benchmarks that train on a dataset (throughput, scaling; default: the embedded sample).
+Timings are only comparable within one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 import time
@@ -34,7 +39,7 @@ SUB_BENCHMARKS = {
     "layers": "ours vs reference layer, time ratio (lower is faster)",
     "optimizers": "optimizer step time vs Keras built-ins (lower is faster)",
     "monitors": "fit time with monitors / without",
-    "throughput": "recipe pipeline vs plain model.fit, speed ratio (>= 1.0: recipe not slower)",
+    "throughput": "recipes vs plain model.fit, speed ratio (>= 1.0: recipe not slower)",
     "scaling": "throughput vs batch size; per-image cost vs dataset size (1.0: linear)",
     "export": "export formats: size (x_float: / float TFLite) and single-image latency",
 }
@@ -54,9 +59,12 @@ def selected_benchmarks(only: str | None) -> list[str]:
     return names
 
 
-def run_benchmark(name: str, quick: bool) -> list[dict[str, Any]]:
-    """Runs `scripts/bench_<name>.py`'s `run_benchmarks(quick)`."""
-    return importlib.import_module(f"scripts.bench_{name}").run_benchmarks(quick)
+def run_benchmark(name: str, quick: bool, **data: Any) -> list[dict[str, Any]]:
+    """Runs `scripts/bench_<name>.py`'s `run_benchmarks(quick)`, with those of the `data`
+    arguments (`dataset`, `manual_dir`) that it takes."""
+    run_benchmarks = importlib.import_module(f"scripts.bench_{name}").run_benchmarks
+    accepted = inspect.signature(run_benchmarks).parameters
+    return run_benchmarks(quick, **{key: value for key, value in data.items() if key in accepted})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -65,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", help=f"comma-separated sub-benchmarks ({','.join(SUB_BENCHMARKS)})"
     )
+    parser.add_argument("--dataset", default="sample", help="throughput, scaling: the dataset")
+    parser.add_argument("--manual-dir", help="throughput, scaling: IDX files of --dataset")
     args = parser.parse_args(argv)
     try:
         names = selected_benchmarks(args.only)
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(error))
     for name in names:
         start = time.perf_counter()
-        rows = run_benchmark(name, args.quick)
+        rows = run_benchmark(name, args.quick, dataset=args.dataset, manual_dir=args.manual_dir)
         elapsed = time.perf_counter() - start
         print(f"== {name}: {SUB_BENCHMARKS[name]} ({elapsed:.0f} s)")
         print(format_tables(rows) + "\n", flush=True)

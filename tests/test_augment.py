@@ -4,10 +4,12 @@ import dataclasses
 import re
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from recipes.data import augment_ops
 from recipes.data.augment import OPS, PRESETS, build_augmentation, parse_augment_spec
 
 RNG = np.random.default_rng(3)
@@ -47,6 +49,60 @@ def test_flips_mirror_some_images_and_keep_the_rest(spec, axis):
     kept = [np.array_equal(o, x) for o, x in zip(out, IMAGES, strict=True)]
     assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert any(flipped) and any(kept)
+
+
+@pytest.mark.parametrize(("spec", "mode"), [("flip_h", "horizontal"), ("flip_v", "vertical")])
+@pytest.mark.parametrize("shape", [(16, 12, 12, 3), (5, 7, 4, 1)])
+def test_flips_give_what_the_keras_layer_gives_for_the_same_seed(spec, mode, shape):
+    images = RNG.random(shape).astype("float32")
+    layer = augment_ops.KerasLayerOp(keras.layers.RandomFlip(mode))
+    for seed in range(3):
+        batch_seed = tf.constant([seed, 1], tf.int64)
+        ours = build_augmentation(spec, shape[1:]).augment(images, LABELS[: shape[0]], batch_seed)
+        keras_images, _ = layer(tf.constant(images), None, augment_ops.SeedStream(batch_seed))
+        np.testing.assert_array_equal(ours[0], keras_images)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+def test_one_channel_crop_takes_the_windows_of_the_several_channel_crop(mode):
+    """Single-channel images are cropped through transposes: same offsets, same windows."""
+    batch_seed = tf.constant([4, 5], tf.int64)
+    grey = build_augmentation(f"crop:3:{mode}", (12, 12, 1)).augment(
+        IMAGES[..., :1], LABELS, batch_seed
+    )
+    rgb = build_augmentation(f"crop:3:{mode}", SHAPE).augment(IMAGES, LABELS, batch_seed)
+    np.testing.assert_array_equal(grey[0].numpy(), rgb[0].numpy()[..., :1])
+
+
+@pytest.mark.parametrize(("flip", "mode"), [("flip_h", "horizontal"), ("flip_v", "vertical")])
+def test_fast_flip_and_grey_crop_in_tf_data_match_the_keras_flip_and_rgb_crop(flip, mode):
+    """In a real tf.data pipeline (graph mode, unknown batch size, a short last batch, two
+    epochs), the flip and the one-channel crop give what the Keras `RandomFlip` layer followed by
+    the several-channel crop gives for the same seeds: same draws per image, same outputs."""
+    grey = RNG.random((22, 12, 12, 1)).astype("float32")
+    labels = np.arange(22, dtype="int64")
+    spec = f"{flip},crop:3"
+    ours = build_augmentation(spec, grey.shape[1:], seed=7)
+    reference = build_augmentation(spec, (12, 12, 3), seed=7)
+    reference.ops = (augment_ops.KerasLayerOp(keras.layers.RandomFlip(mode)), reference.ops[1])
+    ours_ds = ours.apply_to(tf.data.Dataset.from_tensor_slices((grey, labels)).batch(8))
+    rgb = np.repeat(grey, 3, axis=-1)
+    reference_ds = reference.apply_to(tf.data.Dataset.from_tensor_slices((rgb, labels)).batch(8))
+    epochs = [collect(ours_ds) for _ in range(2)]
+    for epoch in epochs:
+        np.testing.assert_array_equal(epoch, collect(reference_ds)[..., :1])
+    assert not np.array_equal(epochs[0], epochs[1])
+    # Each image its own draw: some images of the first batch mirrored, others not.
+    axis = 2 if flip == "flip_h" else 1
+    first = build_augmentation(flip, grey.shape[1:], seed=7).apply_to(
+        tf.data.Dataset.from_tensor_slices((grey, labels)).batch(8)
+    )
+    batch = next(iter(first))[0].numpy()
+    mirrored = [
+        np.array_equal(out, np.flip(x, axis - 1)) for out, x in zip(batch, grey[:8], strict=True)
+    ]
+    kept = [np.array_equal(out, x) for out, x in zip(batch, grey[:8], strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True)) and any(mirrored) and any(kept)
 
 
 @pytest.mark.parametrize("mode", ["constant", "reflect"])
@@ -223,6 +279,25 @@ def test_apply_to_draws_afresh_each_epoch_reproducibly():
     again = epochs(4)
     np.testing.assert_array_equal(first_epoch, again[0])
     np.testing.assert_array_equal(second_epoch, again[1])
+
+
+def test_apply_to_runs_before_and_after_in_the_same_map_call():
+    aug = build_augmentation("light,noise:0.05", SHAPE, seed=3)
+    uint8 = batch_dataset(images=(IMAGES * 255).astype("uint8"))
+
+    def to_float(images, labels):
+        return tf.cast(images, tf.float32) / 255.0, labels
+
+    def centred(images, labels):
+        return images - 0.5, labels + 1
+
+    fused = list(aug.apply_to(uint8, before=to_float, after=centred).as_numpy_iterator())
+    staged = aug.apply_to(uint8.map(to_float)).map(centred)
+    sequential = aug.apply_to(uint8, num_parallel_calls=None, before=to_float, after=centred)
+    images = np.concatenate([x for x, _ in fused])
+    np.testing.assert_array_equal(images, collect(staged))
+    np.testing.assert_array_equal(images, collect(sequential))
+    np.testing.assert_array_equal(np.concatenate([y for _, y in fused]), LABELS + 1)
 
 
 def test_unseeded_pipelines_draw_and_expose_a_seed():

@@ -114,14 +114,39 @@ def test_monitors_rows():
         assert_positive(row, ["seconds", "ratio"])
 
 
+def test_throughput_passes_only_the_flags_the_recipe_knows():
+    flags = [("--epochs", "3"), ("--no-such-speed-flag", "auto"), ("--augment", "light")]
+    kept = bench_throughput.known_flags("lenet5_fashion_mnist", flags)
+    assert kept == ["--epochs", "3", "--augment", "light"]
+
+
+def test_throughput_cases_of_the_named_recipes_only():
+    cases = bench_throughput.FULL_CASES
+    assert bench_throughput.selected_cases(cases, None) == cases
+    resnet = bench_throughput.selected_cases(cases, "resnet20_cifar10")
+    assert [case.augment for case in resnet] == [None, "none", "flip_h,crop,erase"]
+    both = bench_throughput.selected_cases(cases, "mlp_fashion_mnist, resnet20_cifar10")
+    assert [case.recipe for case in both] == ["mlp_fashion_mnist"] + ["resnet20_cifar10"] * 3
+    with pytest.raises(ValueError, match="recipes.*'lenet5_fashion_mnist'.*Received.*resnet_20"):
+        bench_throughput.selected_cases(cases, "resnet_20")
+
+
 @pytest.mark.slow
 def test_throughput_rows():
     rows = bench_throughput.run_benchmarks(quick=True)
-    assert [(row["model"], row["batch_size"]) for row in rows] == list(bench_throughput.QUICK_CASES)
+    cases = bench_throughput.QUICK_CASES
+    assert [row["recipe"] for row in rows] == [case.recipe for case in cases]
+    assert [row["augment"] for row in rows] == ["none", "none", "flip_h,crop"]
     for row in rows:
-        assert row["variant"] == "default"
         assert row["examples"] == 3600  # the sample's training split
-        assert_positive(row, ["recipe_img_s", "plain_img_s", "ratio", "cpu_ratio"])
+        assert_positive(
+            row, ["recipe_img_s", "plain_img_s", "ratio", "cpu_ratio", "epoch_s", "input_share"]
+        )
+        assert row["input_share"] < 1.0
+        assert row["ratio"] == pytest.approx(row["recipe_img_s"] / row["plain_img_s"])
+    # The augmented LeNet-5 is compared with the LeNet-5 run without augmentation.
+    assert [row["augment_cost"] is None for row in rows] == [True, True, False]
+    assert math.isfinite(rows[2]["augment_cost"]) and rows[2]["augment_cost"] < 1.0
 
 
 @pytest.mark.slow

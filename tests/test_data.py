@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from layers import MeanImageSubtraction
+from recipes.data.augment import build_augmentation
 from recipes.data.datasets import _tfds_name, assign_splits, load_dataset
 from tests.conftest import write_image_folder
 from tests.test_idx import write_split
@@ -140,6 +141,49 @@ def test_augment_applies_to_training_only():
     datasets, _ = load_dataset("sample", ("train", "test"), augment=zero_images, batch_size=50)
     assert float(tf.reduce_max(next(iter(datasets["train"]))[0])) == 0.0
     assert float(tf.reduce_max(next(iter(datasets["test"]))[0])) > 0.0
+
+
+def test_training_batches_are_scaled_augmented_then_normalized_in_one_map():
+    spec, seed = "flip_h,crop,erase", 4
+    options = {"batch_size": 500, "seed": seed}
+    fused, info = load_dataset(
+        "sample", "train", augment=spec, preprocessing="per_channel", **options
+    )
+    scaled, _ = load_dataset("sample", "train", preprocessing="scale", **options)
+    aug = build_augmentation(spec, info.image_shape, seed=seed)
+    mean, scale = info.statistics["channel_mean"], info.statistics["channel_scale"]
+    staged = aug.apply_to(scaled).map(lambda x, y: ((x - mean) / scale, y))
+    for _ in range(2):  # fresh draws in the second epoch, the same in both pipelines
+        np.testing.assert_array_equal(collect(fused)[0], collect(staged)[0])
+    assert fused.options().threading.max_intra_op_parallelism == 1
+
+
+def test_training_batches_draw_a_flip_and_a_crop_offset_per_image():
+    """Through the loader's one map call, every image of a batch is its own (mirrored or not)
+    original shifted by its own offset: the randomness is per image, not per batch."""
+    pad, options = 2, {"batch_size": 64, "seed": 3}
+    augmented, info = load_dataset("sample", "train", augment=f"flip_h,crop:{pad}", **options)
+    plain, _ = load_dataset("sample", "train", **options)  # the same shuffled order
+    height, width, _ = info.image_shape
+    outputs, originals = next(iter(augmented))[0].numpy(), next(iter(plain))[0].numpy()
+    draws = []
+    for out, x in zip(outputs, originals, strict=True):
+        matches = [
+            (mirrored, dy, dx)
+            for mirrored in (False, True)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if np.array_equal(
+                out,
+                np.pad(x[:, ::-1] if mirrored else x, [(pad, pad), (pad, pad), (0, 0)])[
+                    dy : dy + height, dx : dx + width
+                ],
+            )
+        ]
+        assert matches, "every output is a window of its padded, possibly mirrored, original"
+        draws.append(matches[0])
+    assert {mirrored for mirrored, _, _ in draws} == {False, True}
+    assert len({(dy, dx) for _, dy, dx in draws}) > 5
 
 
 def test_resize():

@@ -35,6 +35,7 @@ from recipes.data import augment_ops
 from recipes.data.augment_ops import Op
 
 _UNIT_RANGE = (0.0, 1.0)
+BatchFunction = Callable[[tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,13 +185,13 @@ OPS: dict[str, OpDef] = {
             "flip_h",
             "mirror left-right with probability 1/2",
             (),
-            _keras(lambda: keras.layers.RandomFlip("horizontal")),
+            lambda context: augment_ops.RandomFlip(axis=2),
         ),
         OpDef(
             "flip_v",
             "mirror top-bottom with probability 1/2",
             (),
-            _keras(lambda: keras.layers.RandomFlip("vertical")),
+            lambda context: augment_ops.RandomFlip(axis=1),
         ),
         OpDef(
             "crop",
@@ -523,15 +524,34 @@ class Augmentation:
         return self.augment(images, labels, seed)
 
     def apply_to(
-        self, dataset: tf.data.Dataset, num_parallel_calls: int = tf.data.AUTOTUNE
+        self,
+        dataset: tf.data.Dataset,
+        num_parallel_calls: int = tf.data.AUTOTUNE,
+        *,
+        before: BatchFunction | None = None,
+        after: BatchFunction | None = None,
     ) -> tf.data.Dataset:
-        """Maps the pipeline over `dataset` with a fresh, reproducible seed per batch and epoch."""
+        """Maps the pipeline over `dataset` with a fresh, reproducible seed per batch and epoch.
+
+        Args:
+            dataset: batches of `(images, labels)` (unbatched elements too, see the class).
+            num_parallel_calls: batches augmented at once (`tf.data.AUTOTUNE`: tf.data decides).
+                The output order, hence the result, does not depend on it.
+            before: `(images, labels) -> (images, labels)` run first in the same map call, e.g.
+                the conversion of uint8 images to floats in `[0, 1]`.
+            after: the same, run last, e.g. the normalization. Doing the work around the
+                augmentation in the one map call spares each batch a trip through another
+                tf.data stage (its threads and buffer).
+        """
         batch_seeds = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
         seeded = tf.data.Dataset.zip(batch_seeds.batch(2), dataset)
-        return seeded.map(
-            lambda seed, element: self.augment(*element, seed),
-            num_parallel_calls=num_parallel_calls,
-        )
+
+        def augment(seed: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor]):
+            images, labels = element if before is None else before(*element)
+            images, labels = self.augment(images, labels, seed)
+            return (images, labels) if after is None else after(images, labels)
+
+        return seeded.map(augment, num_parallel_calls=num_parallel_calls)
 
 
 def build_augmentation(

@@ -12,7 +12,8 @@ through its public two-step interface (`get_random_transformation(..., seed=...)
 ops written here are the ones Keras lacks or gets wrong for batched training data: padded
 random crop and random-resized crop (Keras' `RandomCrop` picks one offset per batch, not per
 image), a single-resampling random affine, and additive Gaussian noise (Keras' `GaussianNoise`
-layer draws from its own seed variable).
+layer draws from its own seed variable); and the flips, which every augmented batch of the
+recipes goes through, written out because the layer's general plumbing doubles their cost.
 """
 
 from __future__ import annotations
@@ -105,6 +106,33 @@ class ComposedOp:
         return images, labels
 
 
+class RandomFlip:
+    """Mirrors each image along one axis with probability 1/2.
+
+    Draws exactly what `keras.layers.RandomFlip` draws (one uniform number per image, flipped
+    when it is <= 0.5) and flips the same images, so the results are identical, at a fraction of
+    the layer's cost on small images: TensorFlow's CPU kernels reverse a rank-3 tensor several
+    times faster than the rank-4 batch, and select whole images from a `(batch, pixels)` view
+    instead of broadcasting a `(batch, 1, 1, 1)` mask (which takes 5 ms on a batch of 128 RGB
+    32x32 images).
+
+    Args:
+        axis: 2 mirrors left-right ("horizontal"), 1 top-bottom ("vertical").
+    """
+
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def __call__(self, images: tf.Tensor, labels: tf.Tensor, seeds: SeedStream):
+        shape = tf.shape(images)
+        flips = keras.random.uniform((shape[0], 1), seed=seeds) <= 0.5
+        # (batch * height, width, channels) for a left-right flip, (batch, height, rest) else.
+        grouped = tf.reshape(images, tf.concat([[-1], shape[self.axis :]], 0))
+        flipped = tf.reshape(tf.reverse(grouped, [1]), [shape[0], -1])
+        selected = tf.where(flips, flipped, tf.reshape(images, [shape[0], -1]))
+        return tf.reshape(selected, shape), labels
+
+
 class PaddedRandomCrop:
     """Pads each image by `pad` pixels per side and crops it back at a random offset per image.
 
@@ -131,7 +159,13 @@ class PaddedRandomCrop:
         rows = offsets[0][:, None] + tf.range(height)[None, :]
         cols = offsets[1][:, None] + tf.range(width)[None, :]
         cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-        return tf.gather(cropped, cols, axis=2, batch_dims=1), labels
+        if images.shape[-1] != 1:
+            return tf.gather(cropped, cols, axis=2, batch_dims=1), labels
+        # TensorFlow's CPU gather copies whole rows fast and single pixels slowly: with one
+        # channel, transposing is cheap, and the columns are gathered as rows (2x faster).
+        transposed = tf.transpose(cropped, [0, 2, 1, 3])
+        cropped = tf.gather(transposed, cols, axis=1, batch_dims=1)
+        return tf.transpose(cropped, [0, 2, 1, 3]), labels
 
 
 class RandomResizedCrop:

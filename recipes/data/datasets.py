@@ -11,7 +11,9 @@
 
 Splits a dataset does not have are carved from its training split, deterministically for a seed
 (stratified by class where labels are known up front). Training pipelines shuffle, and all of them
-cache (when the data fits in memory), batch, preprocess and prefetch.
+cache the uint8 examples (when they fit in memory), batch, and prefetch; each batch then goes
+through one parallel map call that does all the per-batch work: conversion to float, one-hot
+labels, the training split's augmentation and the normalization (see `pipeline_options`).
 
 What cannot be trained on is refused while loading, with a `DataError` that names the problem,
 instead of failing during or after training: a requested split that is empty (for a carved split,
@@ -35,7 +37,7 @@ import tensorflow as tf
 
 from layers import naming
 from layers.preprocessing import image_statistics, standardizing_scale
-from recipes.data.augment import Augmentation, build_augmentation
+from recipes.data.augment import Augmentation, BatchFunction, build_augmentation
 from recipes.data.balance import balanced_resample
 from recipes.data.fingerprint import arrays_digest, files_digest, text_digest
 from recipes.data.idx import load_idx_split
@@ -565,6 +567,32 @@ def _cached_split(raw: _RawData, split: str) -> tf.data.Dataset:
     return ds
 
 
+def _chained(functions: Sequence[BatchFunction]) -> BatchFunction:
+    """The function that applies `functions` to `(images, labels)` one after the other."""
+
+    def chained(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        for function in functions:
+            images, labels = function(images, labels)
+        return images, labels
+
+    return chained
+
+
+def pipeline_options() -> tf.data.Options:
+    """The tf.data options of every pipeline `load_dataset` returns.
+
+    Each map call runs its ops on the one tf.data thread that runs it
+    (`max_intra_op_parallelism = 1`): the parallelism comes from several batches in flight
+    (`num_parallel_calls=AUTOTUNE`), and on a machine with few cores the input work then does
+    not compete with the training step for the intra-op thread pool. Outputs stay in order
+    (`deterministic`, tf.data's default): the batches reach the model in the seeded order.
+    """
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 1
+    options.deterministic = True
+    return options
+
+
 def _normalizer(mode: str, statistics: dict) -> Callable[[tf.Tensor], tf.Tensor]:
     if mode == "mean_image":
         mean_image = tf.constant(statistics["mean_image"])
@@ -667,6 +695,9 @@ def load_dataset(
             labels = tf.one_hot(labels, num_classes)
         return images, labels
 
+    def normalized(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return normalize(images), labels
+
     pipelines = {}
     for s in requested:
         ds = cached(s)
@@ -675,14 +706,16 @@ def load_dataset(
             ds = ds.shuffle(min(raw.sizes[s], 20_000), seed=seed, reshuffle_each_iteration=True)
         if training and balance_classes:
             ds = balanced_resample(ds, num_classes, seed=seed, epoch_size=raw.sizes[s])
-        ds = ds.batch(batch_size).map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size)
+        # All the work on a batch is one map call: uint8 to float, one-hot, augmentation,
+        # normalization.
         if training and isinstance(augment, Augmentation):
-            ds = augment.apply_to(ds)  # fresh, seeded randomness every epoch
-        elif training and augment is not None:
-            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        if preprocessing in ("mean_image", "per_channel"):
-            ds = ds.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-        pipelines[s] = ds.prefetch(tf.data.AUTOTUNE)
+            # A fresh, seeded draw for every batch of every epoch.
+            ds = augment.apply_to(ds, before=to_float, after=normalized)
+        else:
+            steps = [to_float, *([augment] if training and augment is not None else [])]
+            ds = ds.map(_chained([*steps, normalized]), num_parallel_calls=tf.data.AUTOTUNE)
+        pipelines[s] = ds.prefetch(tf.data.AUTOTUNE).with_options(pipeline_options())
 
     info = DatasetInfo(
         name=name,
