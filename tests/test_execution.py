@@ -15,6 +15,7 @@ from recipes.train.execution import (
     check_jit_compile,
     dtype_policy,
     estimate_step_seconds,
+    model_family,
     model_precision,
     resolve_jit_compile,
     resolve_precision,
@@ -104,9 +105,12 @@ def test_xla_auto_is_on_for_gpus_and_tpus_and_on_cpus_only_where_measured_faster
     assert resolve_jit_compile("auto", gpu, "resnet20", "mixed_float16") is True
     assert resolve_jit_compile("auto", gpu, "resnet20", "float32", distributed=True) is False
     assert resolve_jit_compile("auto", Hardware("tpu"), "resnet20", "float32", True) is True
-    for (model, precision), speedup in CPU_XLA_SPEEDUP.items():
-        assert resolve_jit_compile("auto", cpu, model, precision) is (speedup >= XLA_MIN_SPEEDUP)
+    for family, speedup in CPU_XLA_SPEEDUP.items():
+        assert resolve_jit_compile("auto", cpu, family, "float32") is (speedup >= XLA_MIN_SPEEDUP)
+        assert resolve_jit_compile("auto", cpu, family, "mixed_bfloat16") is False  # unmeasured
     assert resolve_jit_compile("auto", cpu, "no_such_model", "float32") is False
+    assert model_family("lenet5", "weight") == "lenet5 norm=weight" in CPU_XLA_SPEEDUP
+    assert model_family("mlp") == "mlp" in CPU_XLA_SPEEDUP
     assert resolve_jit_compile("on", cpu, "no_such_model", "float32") is True
     assert resolve_jit_compile("off", gpu, "resnet20", "float32") is False
 

@@ -101,6 +101,7 @@ from recipes.train.execution import (
     check_jit_compile,
     dtype_policy,
     estimate_step_seconds,
+    model_family,
     model_precision,
     resolve_jit_compile,
     resolve_precision,
@@ -220,7 +221,7 @@ def resolve_execution(model: keras.Model, config: RunConfig, steps_per_epoch: in
     jit_compile = resolve_jit_compile(
         config.run.jit_compile,
         hardware,
-        config.model.name,
+        model_family(config.model.name, config.model.knobs.get("norm")),
         precision,
         distributed=tf.distribute.has_strategy(),
     )
