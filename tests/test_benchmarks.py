@@ -132,7 +132,7 @@ def test_execution_rows():
     steps = [row for row in rows if "steps_per_execution" in row]
     assert [row["model"] for row in xla] == [case.label for case in bench_execution.QUICK_CASES]
     for row in xla:
-        assert_positive(row, ["ms_step", "ms_step_xla", "speedup", "cpu_speedup"])
+        assert_positive(row, ["ms_step", "ms_step_xla", "speedup", "best_speedup", "cpu_speedup"])
     counts = [row["steps_per_execution"] for row in steps]
     assert set(bench_execution.STEPS_PER_EXECUTION) <= set(counts) and counts == sorted(counts)
     assert sum(row["auto"] for row in steps) == 1 and steps[0]["speedup"] == 1.0
