@@ -9,9 +9,10 @@ per execution (the data behind `auto` in recipes.train.execution; see docs/perfo
   precision given; `speedup` is the step time without XLA / with it (> 1: XLA is faster), the
   figure `recipes.train.execution.CPU_XLA_SPEEDUP` records per model and precision, and
   `best_speedup` the same on each variant's fastest epoch (the least disturbed by other load);
-- steps: the small models' step time at 1, 4 and 16 steps per execution and at the number that
-  `--steps-per-execution auto` picks, with the divergence guard attached as the runner does (it
-  reads the loss after every execution); `speedup` is the step time at 1 / at N.
+- steps: the small models' (or with `--models`, those cases') step time at 1, 4 and 16 steps
+  per execution and at the number that `--steps-per-execution auto` picks, with the divergence
+  guard attached as the runner does (it reads the loss after every execution); `speedup` is the
+  step time at 1 / at N.
 
 Models are built and compiled by the runner (`build_model`, `compile_model`), so each variant is
 what a recipe trains with those flags. Every variant is traced by a warm-up epoch; then rounds
@@ -70,6 +71,7 @@ FULL_CASES = (
     Case("alexnet_small", "alexnet_small", CIFAR, 128),
     Case("vgg_small", "vgg_small", CIFAR, 128, (("norm", "batch"),)),
     Case("resnet20", "resnet20", CIFAR, 128, (("norm", "batch"),)),
+    Case("resnet20 fashion", "resnet20", FASHION, 128, (("norm", "batch"),)),
     Case("resnet20 groupnorm", "resnet20", CIFAR, 4, (("norm", "group"), ("groups", 8))),
 )
 STEPS_CASES = (QUICK_CASES[0], QUICK_CASES[1], Case("maxout_mlp", "maxout_mlp", FASHION, 128))
@@ -223,7 +225,7 @@ def run_benchmarks(
     rounds: int | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of the selected sections (all by default), quick: few cases and rounds; `models`
-    keeps the cases of those labels."""
+    keeps the cases of those labels (any case, in the steps section too)."""
     rounds = rounds or (2 if quick else 3)
 
     def selected(cases: tuple[Case, ...]) -> tuple[Case, ...]:
@@ -235,7 +237,8 @@ def run_benchmarks(
             cases = QUICK_CASES if quick else FULL_CASES
             rows += xla_rows(selected(cases), precisions or ["float32"], rounds)
         else:
-            rows += steps_rows(selected(QUICK_CASES[:1] if quick else STEPS_CASES), rounds)
+            default = QUICK_CASES[:1] if quick else STEPS_CASES
+            rows += steps_rows(selected(default if models is None else FULL_CASES), rounds)
     return rows
 
 
