@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from recipes.optim import wrap_for_policy
 from recipes.train.execution import (
     CPU_XLA_SPEEDUP,
     MAX_AUTO_STEPS_PER_EXECUTION,
@@ -19,7 +20,6 @@ from recipes.train.execution import (
     model_precision,
     resolve_jit_compile,
     resolve_precision,
-    saved_precision,
 )
 from recipes.train.hardware import (
     Hardware,
@@ -161,10 +161,15 @@ def test_precision_of_built_and_saved_models(precision, tmp_path):
     with dtype_policy(precision):
         model = _tiny_model()
     assert model_precision(model) == precision
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    optimizer = wrap_for_policy(keras.optimizers.SGD(), precision)  # as the runner compiles
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     model.fit(np.ones((4, 6)), np.zeros(4), verbose=0)
     model.save(tmp_path / "m.keras")
-    assert saved_precision(tmp_path / "m.keras") == precision
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert model_precision(loaded) == precision
+    # The loss scaling is saved with the model: a plain load_model keeps it.
+    loss_scaled = isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert loss_scaled is (precision == "mixed_float16")
 
 
 def test_step_time_estimate_leaves_the_model_unchanged():

@@ -5,8 +5,10 @@ columns of history.csv."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import keras
@@ -21,14 +23,17 @@ from recipes.callbacks.checkpoints import (
     LAST_MODEL,
     SPEED_COLUMNS,
     RunCheckpoint,
+    RunStateError,
     history_columns,
     load_checkpoint_model,
     read_checkpoint_state,
     read_history,
 )
 from recipes.callbacks.divergence import DivergenceGuard, TrainingDiverged
+from recipes.optim import CountingLossScaleOptimizer, applied_batches
 from recipes.train.config import CONFIG_FILE, RunConfig
 from recipes.train.execution import model_precision, resolve_jit_compile, resolve_precision
+from recipes.train.files import atomic_replace_members
 from recipes.train.hardware import detect_hardware
 from recipes.train.runner import build_model, recipe_main
 from tests.conftest import REPO_ROOT, run_python
@@ -83,12 +88,11 @@ def test_each_precision_trains_and_saves_a_model_of_that_precision(precision, tm
     assert hidden.compute_dtype == COMPUTE_DTYPES[precision]
     assert hidden.kernel.dtype == "float32"  # mixed policies keep float32 variables
     assert model.outputs[0].dtype == "float32"
-    # Keras wraps the optimizer of a mixed_float16 model in loss scaling, and keeps it on load.
-    loss_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    # A mixed_float16 model trains with loss scaling that counts the steps it skips (gradients
+    # that overflowed), kept on load: every batch was either applied or counted as skipped.
+    loss_scaled = isinstance(model.optimizer, CountingLossScaleOptimizer)
     assert loss_scaled is (precision == "mixed_float16")
-    # A LossScaleOptimizer does not count the steps it skips (gradients that overflowed).
-    steps = int(model.optimizer.iterations)
-    assert steps == STEPS_PER_EPOCH if not loss_scaled else 0 < steps <= STEPS_PER_EPOCH
+    assert applied_batches(model.optimizer) == STEPS_PER_EPOCH
 
 
 def test_auto_resolves_for_this_machine_and_reports_what_it_chose(tmp_path):
@@ -288,8 +292,21 @@ def test_resume_keeps_the_precision_and_may_change_xla_and_steps(tmp_path):
     flags = ("--precision", "mixed_float16", "--steps-per-execution", "2", "--jit-compile", "off")
     stopped = stopped_after_one_epoch(tmp_path / "stopped", *flags)
     restored = load_checkpoint_model(stopped / LAST_MODEL)
-    assert isinstance(restored.optimizer, keras.optimizers.LossScaleOptimizer)
-    assert 0 < int(restored.optimizer.iterations) <= STEPS_PER_EPOCH
+    assert isinstance(restored.optimizer, CountingLossScaleOptimizer)
+    assert applied_batches(restored.optimizer) == STEPS_PER_EPOCH
+
+    # The resume checks the checkpoint's optimizer steps under loss scaling too, skipped ones
+    # included: a checkpoint whose optimizer counts 5 more skipped steps is not the state's.
+    tampered = shutil.copytree(stopped, tmp_path / "tampered")
+    restored.optimizer._skipped_steps.assign(restored.optimizer.skipped_steps + 5)
+    restored.save(tmp_path / "skipped.keras")
+    with zipfile.ZipFile(tmp_path / "skipped.keras") as archive:
+        weights = archive.read("model.weights.h5")
+    atomic_replace_members(tampered / LAST_MODEL, {"model.weights.h5": weights})
+    before = snapshot(tampered)
+    with pytest.raises(RunStateError, match=r"took 13 steps, but 1 epochs of 8 steps make 8"):
+        train(tampered, "--epochs", "3", "--resume")
+    assert snapshot(tampered) == before
 
     before = snapshot(stopped)
     with pytest.raises(
@@ -317,7 +334,8 @@ def test_resume_keeps_the_precision_and_may_change_xla_and_steps(tmp_path):
     assert changed["jit_compile"] is True
     assert saved_run(changed_dir)["steps_per_execution"] == 4
     final = load_checkpoint_model(changed_dir / "model.keras")
-    assert isinstance(final.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(final.optimizer, CountingLossScaleOptimizer)
+    assert applied_batches(final.optimizer) == 3 * STEPS_PER_EPOCH
 
 
 def _as_written_before_the_execution_settings(run_dir: Path) -> None:

@@ -49,7 +49,6 @@ import keras
 
 from recipes.callbacks.divergence import DivergenceGuard
 from recipes.train.errors import RecipeError
-from recipes.train.execution import dtype_policy, saved_precision
 from recipes.train.files import (
     atomic_copy,
     atomic_replace_members,
@@ -221,17 +220,16 @@ def read_checkpoint_state(path: str | Path) -> dict | None:
 def load_checkpoint_model(path: str | Path) -> keras.Model:
     """The model, with its optimizer, of a checkpoint `read_checkpoint_state` accepted.
 
-    It is loaded under the dtype policy its layers were built with, which Keras does not save for
-    the model itself: a mixed_float16 model loaded otherwise would compile without the
-    LossScaleOptimizer whose variables (and loss scale) the checkpoint holds.
+    A mixed_float16 model keeps its loss scaling: the runner compiles it with an explicit
+    `CountingLossScaleOptimizer` (`recipes.optim.wrap_for_policy`), which the file's compile
+    config holds, unlike the one `model.compile` adds by itself.
 
     Raises:
         RunStateError: Keras cannot load it; the message names the file and the way out.
     """
     path = Path(path)
     try:
-        with dtype_policy(saved_precision(path)):
-            return keras.models.load_model(path)
+        return keras.models.load_model(path)
     except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as error:
         raise RunStateError(
             f"cannot resume: {path} does not load as a Keras model ({' '.join(str(error).split())})"
@@ -413,7 +411,8 @@ def reconcile_optimizer_steps(
     Args:
         run_dir: the run directory.
         state: the state from `load_run_state`.
-        steps: the loaded optimizer's step count (`model.optimizer.iterations`).
+        steps: the batches the loaded optimizer was applied to (`recipes.optim.applied_batches`:
+            its `iterations`, plus the steps loss scaling skipped).
         steps_per_epoch: training steps in one epoch.
 
     Returns:

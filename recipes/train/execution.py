@@ -8,8 +8,8 @@ resolves for the hardware (`recipes.train.hardware`) and the model:
   which restores the global policy after). `auto` is mixed_float16 on GPUs with float16 tensor
   cores (compute capability >= 7.0), mixed_bfloat16 on a TPU and on CPUs with native bfloat16
   instructions, float32 elsewhere. The zoo's output layers compute in float32 under any policy,
-  so predictions and losses stay float32; under mixed_float16 Keras' compile wraps the
-  optimizer in a LossScaleOptimizer.
+  so predictions and losses stay float32; under mixed_float16 the runner compiles with loss
+  scaling (`recipes.optim.wrap_for_policy`).
 - jit_compile: XLA compilation of the training step. `auto` is on for GPUs and TPUs, off under
   tf.distribute's GPU strategies (as Keras itself decides), and on a CPU only for the model
   families that XLA measurably made faster there in float32 (`CPU_XLA_SPEEDUP`, from
@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import time
-import zipfile
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import keras
@@ -40,7 +37,9 @@ import tensorflow as tf
 from recipes.train.hardware import Hardware
 
 AUTO = "auto"
-PRECISIONS = (AUTO, "float32", "mixed_bfloat16", "mixed_float16")
+# The Keras mixed-precision policies: layers compute in float16 or bfloat16, variables stay float32.
+MIXED_PRECISIONS = ("mixed_bfloat16", "mixed_float16")
+PRECISIONS = (AUTO, "float32", *MIXED_PRECISIONS)
 JIT_COMPILE_MODES = (AUTO, "on", "off")
 # What a run did before these settings existed: config.json files without them load with these.
 LEGACY_SETTINGS = {"precision": "float32", "jit_compile": "off", "steps_per_execution": 1}
@@ -219,38 +218,9 @@ def dtype_policy(precision: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def _policy_names(node: Any) -> Iterator[str]:
-    """The dtype policy names in a Keras model config (nested models included)."""
-    if isinstance(node, list):
-        for item in node:
-            yield from _policy_names(item)
-    elif isinstance(node, Mapping):
-        if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), Mapping):
-            yield str(node["config"].get("name"))
-        for value in node.values():
-            yield from _policy_names(value)
-
-
-def _precision(policy_names: set[str]) -> str:
-    """The precision a model whose layers use these policies was built with: its mixed policy,
-    or "float32" when none is mixed (output layers are float32 under any policy)."""
-    for precision in ("mixed_float16", "mixed_bfloat16"):
-        if precision in policy_names:
-            return precision
-    return "float32"
-
-
 def model_precision(model: keras.Model) -> str:
-    """The precision `model` was built with, from its layers' dtype policies."""
-    return _precision({layer.dtype_policy.name for layer in model._flatten_layers()})
-
-
-def saved_precision(path: str | Path) -> str:
-    """The precision of the model in a `.keras` file, read from its config without loading it.
-
-    Keras does not save a model's own dtype policy, only its layers', so a mixed_float16 model
-    loads with a float32 model policy, and its compile then leaves out the LossScaleOptimizer
-    whose variables the file holds. Loading under `dtype_policy(saved_precision(path))` avoids it.
-    """
-    with zipfile.ZipFile(path) as archive:
-        return _precision(set(_policy_names(json.loads(archive.read("config.json")))))
+    """The precision `model` was built with, from its layers' dtype policies (saved with them):
+    its mixed policy, or "float32" when none is mixed (output layers are float32 under any
+    policy)."""
+    names = {layer.dtype_policy.name for layer in model._flatten_layers()}
+    return next((precision for precision in MIXED_PRECISIONS if precision in names), "float32")

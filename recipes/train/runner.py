@@ -79,6 +79,7 @@ from recipes.optim.losses import (
     loss_output_activation,
 )
 from recipes.optim.optimizers import get_optimizer
+from recipes.optim.precision import applied_batches, wrap_for_policy
 from recipes.optim.schedules import get_schedule, get_schedule_callbacks
 from recipes.optim.wrappers import Lookahead, StochasticWeightAveraging, swa_steps
 from recipes.train.config import CONFIG_FILE, RunConfig, resolve_config
@@ -262,7 +263,9 @@ def compile_model(
 
     The optimizer is wrapped in `Lookahead` with `optim.lookahead`, then in
     `StochasticWeightAveraging` with `optim.swa_start_epoch` (see recipes.optim.wrappers). A
-    model built under mixed_float16 gets Keras' LossScaleOptimizer around it all.
+    model built under mixed_float16 gets loss scaling around it all, outermost
+    (`recipes.optim.wrap_for_policy`: a `CountingLossScaleOptimizer`, which counts the steps it
+    skips, so that a resume can check the optimizer's steps).
 
     Args:
         model: the model to compile.
@@ -300,7 +303,7 @@ def compile_model(
         optimizer = StochasticWeightAveraging(optimizer, start_step, period)
     execution = resolve_execution(model, config, steps_per_epoch)
     model.compile(
-        optimizer=optimizer,
+        optimizer=wrap_for_policy(optimizer, execution.precision),
         loss=get_loss(config.optim.loss),
         metrics=["accuracy"],
         jit_compile=execution.jit_compile,
@@ -487,11 +490,10 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
             execution = compile_model(model, config, steps_per_epoch)
         prepare_for_fit(model, datasets["train"])
         if config.run.resume:
-            # Full fine-tuning restarts the optimizer's step count in its second phase; a
-            # LossScaleOptimizer does not count the steps it skips (non-finite gradients).
-            counts_every_step = not isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-            if state.epochs_done and len(_training_phases(config)) == 1 and counts_every_step:
-                steps = int(model.optimizer.iterations.numpy())  # a MirroredVariable too
+            # Full fine-tuning restarts the optimizer's step count in its second phase. The
+            # steps loss scaling skipped (non-finite gradients) count as batches trained.
+            if state.epochs_done and len(_training_phases(config)) == 1:
+                steps = applied_batches(model.optimizer)
                 state = reconcile_optimizer_steps(run_dir, state, steps, steps_per_epoch)
             epochs_done = continue_from_chief(model, strategy, state.epochs_done)
             if epochs_done != state.epochs_done:  # a non-chief worker, now at the chief's epoch
