@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from recipes.callbacks.checkpoints import read_state
+from recipes.train.execution import MIXED_PRECISIONS, dtype_policy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -118,7 +119,7 @@ def trained_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
+MIXED_POLICIES = MIXED_PRECISIONS
 # What computing in a policy's compute dtype may cost, relative to the largest magnitude of the
 # float32 result: about ten units in the last place (float16 keeps 11 significant bits, bfloat16
 # 8). The tolerance stated in docs/layers.md and docs/losses.md.
@@ -134,10 +135,7 @@ def half_ulp(policy: str) -> float:
 @pytest.fixture(params=MIXED_POLICIES)
 def global_mixed_policy(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each mixed policy as the global dtype policy for the test; the previous one is restored
-    afterwards, so no test leaks its policy into the next."""
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(request.param)
-    try:
+    afterwards, so no test leaks its policy into the next (`recipes.train.execution.dtype_policy`,
+    as the runner builds models)."""
+    with dtype_policy(request.param):
         yield request.param
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
