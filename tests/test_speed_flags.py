@@ -220,11 +220,17 @@ def test_a_nan_stops_the_run_within_its_execution_and_keeps_the_last_good_checkp
 def test_a_run_that_diverges_under_several_steps_per_execution_keeps_its_last_good_epoch(tmp_path):
     steps = ["--lr-schedule", "step", "--schedule-option", "boundary_epochs=[1]"]
     steps += ["--schedule-option", "values=[0.05, 1000]"]
+    flags = ["--epochs", "3", "--lr", "0.05", *steps]
     with pytest.raises(TrainingDiverged, match=r"in batches \d+-\d+"):
-        train(tmp_path, "--epochs", "3", "--lr", "0.05", *steps, "--steps-per-execution", "4")
+        train(tmp_path, *flags, "--steps-per-execution", "4")
     stored = read_checkpoint_state(tmp_path / LAST_MODEL)
     assert stored["epochs_done"] == 1 and stored["diverged"]["epoch"] == 2
     assert not (tmp_path / "model.keras").exists()
+    # Forced on with the whole epoch as one execution, it diverges again: the session's first
+    # loss is then the exploded epoch's mean, and the guard compares with the run's first epoch.
+    with pytest.raises(TrainingDiverged, match="exploded"):
+        train(tmp_path, *flags, "--resume", "--force-resume", "--steps-per-execution", "8")
+    assert read_checkpoint_state(tmp_path / LAST_MODEL)["epochs_done"] == 1
 
 
 def test_monitors_measure_between_executions(tmp_path, capsys):

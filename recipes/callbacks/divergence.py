@@ -33,15 +33,27 @@ class DivergenceGuard(keras.callbacks.Callback):
             batch's loss (the course's "cost 3x the original is a sign to stop early" rule, made
             lenient because single batches are noisy).
         learning_rate: the run's base learning rate, quoted in the advice.
+        first_loss: the starting value to compare with, when the training resumes a run: the
+            first loss this session reports may already have exploded, all the more with
+            several steps per execution (it is then the mean over the first execution's
+            steps, taken at the resumed run's learning rate). None: the first finite loss
+            reported.
     """
 
-    def __init__(self, explode_factor: float = 10.0, learning_rate: float | None = None):
+    def __init__(
+        self,
+        explode_factor: float = 10.0,
+        learning_rate: float | None = None,
+        first_loss: float | None = None,
+    ):
         super().__init__()
         if explode_factor <= 1.0:
             raise ValueError(f"explode_factor must be > 1, got {explode_factor}")
         self.explode_factor = explode_factor
         self.learning_rate = learning_rate
-        self.first_loss: float | None = None
+        self.first_loss = (
+            first_loss if first_loss is not None and math.isfinite(first_loss) else None
+        )
         self.diverged: str | None = None
         self._first_batch: int | None = None
 

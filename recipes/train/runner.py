@@ -522,7 +522,10 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
     if config.run.sanity:
         _sanity_checks(config, datasets["train"], info, run_dir)
     _report_execution(execution, config, steps_per_epoch)
-    guard = DivergenceGuard(learning_rate=config.optim.lr)
+    # A resumed run's losses are compared with its first epoch's, not with this session's first
+    # (possibly already exploded) execution.
+    first_loss = state.history[0].get("loss") if state.history else None
+    guard = DivergenceGuard(learning_rate=config.optim.lr, first_loss=first_loss)
     checkpoint = RunCheckpoint(
         run_dir,
         monitor="val_accuracy",
