@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from layers import validation
+from layers.precision import upcast
 
 
 @keras.saving.register_keras_serializable(package="layers")
@@ -27,8 +28,12 @@ class GroupNormalization(keras.layers.Layer):
     single per-channel multiply-add. Keras instead reshapes the whole tensor to
     (..., groups, C / groups) and reduces over a strided layout. Variance is
     still computed in two passes (mean first), so it does not lose precision
-    when the mean is large compared with the spread. float16/bfloat16 inputs
-    are normalized in float32.
+    when the mean is large compared with the spread.
+
+    Under mixed precision the statistics and the normalization are computed
+    in float32 (float16 squares overflow past 65504, and bfloat16 sums keep
+    only 8 significant bits), with `gamma` and `beta` read as float32; the
+    output is the layer's compute dtype. See `layers.precision`.
 
     Args:
         groups: number of channel groups; must divide the channel count.
@@ -60,6 +65,8 @@ class GroupNormalization(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.supports_masking = True
+        # The statistics are computed in float32; the input and variables are not rounded first.
+        self.autocast = False
         instance_norm = isinstance(groups, int) and not isinstance(groups, bool) and groups == -1
         if not instance_norm:
             try:
@@ -113,6 +120,7 @@ class GroupNormalization(keras.layers.Layer):
                 initializer=self.gamma_initializer,
                 regularizer=self.gamma_regularizer,
                 constraint=self.gamma_constraint,
+                autocast=False,
             )
         if self.center:
             self.beta = self.add_weight(
@@ -121,6 +129,7 @@ class GroupNormalization(keras.layers.Layer):
                 initializer=self.beta_initializer,
                 regularizer=self.beta_regularizer,
                 constraint=self.beta_constraint,
+                autocast=False,
             )
 
     def _per_channel(self, sums, count: int):
@@ -139,8 +148,8 @@ class GroupNormalization(keras.layers.Layer):
         return ops.reshape(per_channel, shape)
 
     def call(self, inputs):
-        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
-        x = ops.cast(inputs, compute_dtype)
+        x = upcast(inputs)
+        compute_dtype = x.dtype
         rank = len(x.shape)
         count = self._channels // self._groups
         for axis in self._reduction_axes:
@@ -161,7 +170,7 @@ class GroupNormalization(keras.layers.Layer):
         outputs = centered * self._broadcastable(multiplier, rank)
         if self.beta is not None:
             outputs = outputs + self._broadcastable(ops.cast(self.beta, compute_dtype), rank)
-        return ops.cast(outputs, inputs.dtype)
+        return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

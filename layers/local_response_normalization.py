@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from layers import validation
+from layers.precision import upcast
 
 ALPHA_CONVENTIONS = ("sum", "mean")
 
@@ -33,8 +34,9 @@ class LocalResponseNormalization(keras.layers.Layer):
     The windowed sum is a matrix product of the squared activations with a
     banded 0/1 channel matrix, and the power is taken as `exp(-beta * log(.))`,
     which is both backend-agnostic and as fast as TensorFlow's fused kernel.
-    Under mixed precision the normalizer is computed in float32, because the
-    squares overflow float16 for activations above 256.
+    Under mixed precision the whole layer is computed in float32, because the
+    squares overflow float16 for activations above 256, and the output is the
+    layer's compute dtype (see `layers.precision`).
 
     Args:
         depth_radius: half-width `r` of the channel window (window size
@@ -60,6 +62,8 @@ class LocalResponseNormalization(keras.layers.Layer):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        # Computed in float32 from the input as it comes (see `layers.precision`).
+        self.autocast = False
         if isinstance(depth_radius, bool) or not isinstance(depth_radius, int) or depth_radius < 0:
             raise ValueError(
                 f"`depth_radius` must be an integer >= 0. Received: depth_radius={depth_radius!r}"
@@ -96,9 +100,8 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def call(self, inputs):
         # Float16 squares overflow above 256; the normalizer needs float32 range.
-        compute_dtype = keras.backend.result_type(inputs.dtype, "float32")
-        x = ops.cast(inputs, compute_dtype)
-        window = ops.convert_to_tensor(self._window, dtype=compute_dtype)
+        x = upcast(inputs)
+        window = ops.convert_to_tensor(self._window, dtype=x.dtype)
         squares = ops.square(x)
         if self.channel_axis == -1:
             scaled_sums = ops.matmul(squares, window)
@@ -106,7 +109,7 @@ class LocalResponseNormalization(keras.layers.Layer):
             scaled_sums = ops.moveaxis(ops.tensordot(squares, window, axes=[[1], [0]]), -1, 1)
         # exp(-beta * log(d)) is several times faster than pow(d, -beta) on CPU.
         factor = ops.exp(-self.beta * ops.log(self.bias + scaled_sums))
-        return ops.cast(x * factor, inputs.dtype)
+        return ops.cast(x * factor, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

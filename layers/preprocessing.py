@@ -9,6 +9,11 @@ batches (or of `(x, y)` pairs, whose `x` is used). Statistics are
 accumulated in float64 batch by batch, so the data set need not fit in
 memory, and stored in non-trainable weights, so they are saved with the model.
 
+Under mixed precision (`"mixed_float16"`, `"mixed_bfloat16"`) the layers take their input as it
+comes (raw float32 or integer pixels are not rounded to float16 first), apply the float32
+statistics in float32 (a whitening matrix product cancels large terms, which float16 and bfloat16
+would not resolve), and return the layer's compute dtype (see `layers.precision`).
+
 `image_statistics(data)` returns the statistics behind zero-centering and
 standardization (mean image, per-channel mean and standard deviation) from
 the same pass, for code that normalizes outside a model (the recipes' data
@@ -33,6 +38,7 @@ import numpy as np
 from keras import ops
 
 from layers import validation
+from layers.precision import upcast
 
 # The smallest standard deviation worth dividing by, on the [0, 1] scale of the images: one grey
 # level of 8-bit data. A spread below one quantization step carries no signal to standardize.
@@ -66,7 +72,15 @@ def _reduce_batches(data, batch_size: int | None, steps: int | None, accumulate,
 
 
 class _AdaptedLayer(keras.layers.Layer):
-    """Common `adapt()` driver: reset, accumulate per batch, then store the statistics."""
+    """Common `adapt()` driver: reset, accumulate per batch, then store the statistics.
+
+    Subclasses compute in float32 (`upcast`) and cast their output to `self.compute_dtype`.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # Inputs and statistics stay in float32 under mixed precision (see the module docstring).
+        self.autocast = False
 
     def adapt(self, data, batch_size: int | None = None, steps: int | None = None) -> None:
         """Computes the layer's statistics from `data` (see the module docstring).
@@ -199,7 +213,9 @@ class MeanImageSubtraction(_AdaptedLayer):
                 f"MeanImageSubtraction needs the non-batch input shape to be known. "
                 f"Received input shape {tuple(input_shape)}."
             )
-        self.mean = self.add_weight(name="mean", shape=shape, initializer="zeros", trainable=False)
+        self.mean = self.add_weight(
+            name="mean", shape=shape, initializer="zeros", trainable=False, autocast=False
+        )
 
     def _accumulate(self, state, batch):
         return _add_sample_sums(state, batch, squares=False)
@@ -210,7 +226,7 @@ class MeanImageSubtraction(_AdaptedLayer):
         self.mean.assign(np.reshape(mean, self.mean.shape))
 
     def call(self, inputs):
-        return inputs - ops.cast(self.mean, inputs.dtype)
+        return ops.cast(upcast(inputs) - self.mean, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -272,10 +288,14 @@ class ZCAWhitening(_AdaptedLayer):
             )
         features = math.prod(input_shape[1:])
         self.mean = self.add_weight(
-            name="mean", shape=(features,), initializer="zeros", trainable=False
+            name="mean", shape=(features,), initializer="zeros", trainable=False, autocast=False
         )
         self.whitening = self.add_weight(
-            name="whitening", shape=(features, features), initializer="identity", trainable=False
+            name="whitening",
+            shape=(features, features),
+            initializer="identity",
+            trainable=False,
+            autocast=False,
         )
 
     def _accumulate(self, state, batch):
@@ -293,8 +313,8 @@ class ZCAWhitening(_AdaptedLayer):
         self.whitening.assign(whitening)
 
     def call(self, inputs):
-        flat = ops.reshape(inputs, (-1, self.mean.shape[0]))
-        whitened = ops.matmul(flat - ops.cast(self.mean, flat.dtype), self.whitening)
+        flat = ops.reshape(upcast(inputs), (-1, self.mean.shape[0]))
+        whitened = ops.cast(ops.matmul(flat - self.mean, self.whitening), self.compute_dtype)
         if self.method == "pca":
             return whitened
         return ops.reshape(whitened, ops.shape(inputs))
@@ -343,10 +363,14 @@ class PCAColorJitter(_AdaptedLayer):
                 f"Received input shape {tuple(input_shape)}."
             )
         self.eigenvectors = self.add_weight(
-            name="eigenvectors", shape=(3, 3), initializer="identity", trainable=False
+            name="eigenvectors",
+            shape=(3, 3),
+            initializer="identity",
+            trainable=False,
+            autocast=False,
         )
         self.eigenvalues = self.add_weight(
-            name="eigenvalues", shape=(3,), initializer="zeros", trainable=False
+            name="eigenvalues", shape=(3,), initializer="zeros", trainable=False, autocast=False
         )
 
     def _accumulate(self, state, batch):
@@ -360,7 +384,7 @@ class PCAColorJitter(_AdaptedLayer):
 
     def call(self, inputs, training=None):
         if not training:
-            return inputs
+            return ops.cast(inputs, self.compute_dtype)
         leading = ops.shape(inputs)[:-3]
         alphas = keras.random.normal(
             (*leading, 3), stddev=self.sigma, seed=self.seed_generator, dtype="float32"
@@ -368,7 +392,7 @@ class PCAColorJitter(_AdaptedLayer):
         # offset = P (alpha * lambda), for every image at once.
         offsets = ops.matmul(alphas * self.eigenvalues, ops.transpose(self.eigenvectors))
         offsets = ops.reshape(offsets, (*leading, 1, 1, 3))
-        return inputs + ops.cast(offsets, inputs.dtype)
+        return ops.cast(upcast(inputs) + offsets, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

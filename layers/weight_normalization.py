@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 from layers import validation
+from layers.precision import upcast
 
 _CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _TRANSPOSED = (
@@ -99,6 +100,14 @@ class WeightNormalization(keras.layers.Wrapper):
     `remove()` returns a plain copy of the wrapped layer with `w` as its
     kernel, for inference and export.
 
+    Mixed precision: the wrapper takes the wrapped layer's dtype policy
+    unless given its own `dtype`. Under `"mixed_float16"` or
+    `"mixed_bfloat16"` the norm `||v||` and the kernel `g * v / ||v||` are
+    computed in float32 and cast once to the compute dtype for the layer's
+    linear map: `||v||` grows during training (the gradient is orthogonal to
+    `v`), and its square overflows float16 once `||v||` passes 256. The
+    data-dependent statistics are float32 too.
+
     Args:
         layer: an instance of one of the supported layers.
         data_init: whether to run the data-dependent initialization on the
@@ -126,6 +135,8 @@ class WeightNormalization(keras.layers.Wrapper):
                 "layers). "
                 f"Received: data_init={data_init!r}"
             )
+        # The wrapper computes the layer's linear map itself, so it computes in the layer's dtype.
+        kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         self.data_init = not recurrent if data_init is None else data_init
         self._recurrent = recurrent
@@ -165,14 +176,18 @@ class WeightNormalization(keras.layers.Wrapper):
         factor can be applied to the kernel or to the outputs with the same
         result. A Dense kernel is usually larger than a batch of its outputs,
         so Dense scales the outputs; a conv kernel is much smaller than its
-        output maps, so convolutions scale the kernel.
+        output maps, so convolutions scale the kernel. Under mixed precision
+        the kernel is normalized in float32 and cast once, Dense's too, so
+        that neither `||v||^2` nor `x . v` can overflow float16 before the
+        scaling.
         """
         # Read the variables into tensors: TF's custom_gradient must not see variables.
-        kernel = ops.copy(self.layer.kernel)
-        scale = _unit_scale(kernel, ops.copy(gains), self._unit_axis)
-        if isinstance(self.layer, keras.layers.Dense):
+        kernel = upcast(ops.copy(self.layer.kernel))
+        scale = _unit_scale(kernel, upcast(ops.copy(gains)), self._unit_axis)
+        if isinstance(self.layer, keras.layers.Dense) and kernel.dtype == inputs.dtype:
             return self._linear(inputs, kernel) * scale
-        return self._linear(inputs, kernel * _along(scale, len(kernel.shape), self._unit_axis))
+        normalized = kernel * _along(scale, len(kernel.shape), self._unit_axis)
+        return self._linear(inputs, ops.cast(normalized, inputs.dtype))
 
     def _linear(self, inputs, kernel):
         layer = self.layer
@@ -254,8 +269,8 @@ class WeightNormalization(keras.layers.Wrapper):
         """
         cell = self.layer.cell
         variable = cell.recurrent_kernel
-        kernel = ops.copy(variable)
-        scale = _unit_scale(kernel, ops.copy(self.g), self._unit_axis)
+        kernel = upcast(ops.copy(variable))
+        scale = _unit_scale(kernel, upcast(ops.copy(self.g)), self._unit_axis)
         normalized = ops.cast(kernel * scale, cell.compute_dtype)
         object.__setattr__(cell, "recurrent_kernel", normalized)
         try:

@@ -1,6 +1,6 @@
 """All benchmarks in one run: one table per sub-benchmark, each with ratios measured in that run.
 
-    python scripts/benchmark.py [--quick] [--only layers,optimizers,monitors,throughput,scaling,export]
+    python scripts/benchmark.py [--quick] [--only layers,optimizers,...,export,execution]
         [--dataset fashion_mnist --manual-dir DIR]
 
 - layers: our layers vs their references, forward and forward+backward (`bench_layers`);
@@ -9,7 +9,8 @@
 - throughput: images/s of the recipes (run by their runner) vs a plain `model.fit` on arrays
   (`bench_throughput`);
 - scaling: throughput vs batch size, epoch time vs dataset size (`bench_scaling`);
-- export: size and single-image latency of each export format vs Keras (`bench_export`).
+- export: size and single-image latency of each export format vs Keras (`bench_export`);
+- execution: step time with and without XLA, and per steps per execution (`bench_execution`).
 
 Each sub-benchmark is a module `scripts/bench_<name>.py` with `run_benchmarks(quick)` returning
 rows (dicts); this script runs the selected ones in order and prints their rows. `--quick` keeps
@@ -42,6 +43,7 @@ SUB_BENCHMARKS = {
     "throughput": "recipes vs plain model.fit, speed ratio (>= 1.0: recipe not slower)",
     "scaling": "throughput vs batch size; per-image cost vs dataset size (1.0: linear)",
     "export": "export formats: size (x_float: / float TFLite) and single-image latency",
+    "execution": "step time without XLA / with, and at 1 / N steps per execution (> 1: faster)",
 }
 
 

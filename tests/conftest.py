@@ -1,21 +1,25 @@
 """Shared test fixtures and helpers: quiet TensorFlow, paths to the offline material beside the
-repo, image-folder datasets, waiting on a run's epochs, running Python in a fresh process."""
+repo, image-folder datasets, waiting on a run's epochs, running Python in a fresh process, mixed
+precision policies."""
 
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import keras
+import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from recipes.callbacks.checkpoints import read_state
+from recipes.train.execution import MIXED_PRECISIONS, dtype_policy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The backbones every run of the suite checks; the other (larger) ones are swept on demand
@@ -139,3 +143,25 @@ def trained_run(tmp_path_factory) -> Path:
     flags += ["--verbose", "0", "--out-dir", str(run_dir)]
     recipe_main("lenet5_fashion_mnist", recipe.__doc__, recipe.DEFAULTS, flags)
     return run_dir
+
+
+MIXED_POLICIES = MIXED_PRECISIONS
+# What computing in a policy's compute dtype may cost, relative to the largest magnitude of the
+# float32 result: about ten units in the last place (float16 keeps 11 significant bits, bfloat16
+# 8). The tolerance stated in docs/layers.md and docs/losses.md.
+SCALE_TOLERANCE = {"mixed_float16": 5e-3, "mixed_bfloat16": 4e-2}
+
+
+def half_ulp(policy: str) -> float:
+    """The largest relative error of one rounding to the compute dtype of `policy`: 2**-11 for
+    float16 (11 significant bits), 2**-8 for bfloat16 (8)."""
+    return float(ml_dtypes.finfo(keras.DTypePolicy(policy).compute_dtype).eps) / 2
+
+
+@pytest.fixture(params=MIXED_POLICIES)
+def global_mixed_policy(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each mixed policy as the global dtype policy for the test; the previous one is restored
+    afterwards, so no test leaks its policy into the next (`recipes.train.execution.dtype_policy`,
+    as the runner builds models)."""
+    with dtype_policy(request.param):
+        yield request.param

@@ -1,4 +1,5 @@
-"""Lookahead and SWA under a 2-replica MirroredStrategy (for tests/test_optimizer_wrappers.py).
+"""Lookahead and SWA, also inside mixed precision's LossScaleOptimizer, under a 2-replica
+MirroredStrategy (for tests/test_optimizer_wrappers.py).
 
 A separate process because the two logical CPU devices must be configured before TensorFlow
 initializes, which the test process has long done. For each wrapped optimizer: one epoch under
@@ -26,7 +27,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from recipes.callbacks.swa import SWACallback  # noqa: E402
-from recipes.optim import Lookahead, StochasticWeightAveraging, get_optimizer  # noqa: E402
+from recipes.optim import (  # noqa: E402
+    Lookahead,
+    StochasticWeightAveraging,
+    get_optimizer,
+    wrap_for_policy,
+)
 
 GLOBAL_BATCH = 16
 CASES = {
@@ -34,6 +40,12 @@ CASES = {
     "SWA(Adam)": lambda: StochasticWeightAveraging(get_optimizer("Adam", 0.01), 2, 3),
     "SWA(Lookahead(Adam))": lambda: StochasticWeightAveraging(
         Lookahead(get_optimizer("Adam", 0.01), k=2, alpha=0.8), start_step=3, average_period=2
+    ),
+    # Mixed precision's loss scaling around a wrapper: its merge_call path under the strategy
+    # (on a float32 model, so that the single device computes the same gradients).
+    "LossScaleOptimizer(SWA(Lookahead(Momentum)))": lambda: wrap_for_policy(
+        StochasticWeightAveraging(Lookahead(get_optimizer("Momentum", 0.05), k=3), 2, 2),
+        "mixed_float16",
     ),
 }
 

@@ -120,6 +120,11 @@ CLI_CASES = [
     ),
     ("full lr factor above one", FRESH, ["--full-lr-factor", "2"], 2, "full_lr_factor=2"),
     ("monitor every zero", FRESH, ["--monitor-every", "0"], 2, "monitor_every=0"),
+    ("precision unknown", FRESH, ["--precision", "float16"], 2, "'float16'"),
+    ("jit compile not on or off", FRESH, ["--jit-compile", "yes"], 2, "'yes'"),
+    ("steps per execution zero", FRESH, ["--steps-per-execution", "0"], 2, "execution=0"),
+    ("steps per execution not a number", FRESH, ["--steps-per-execution", "many"], 2, "'many'"),
+    ("config steps per execution fractional", FRESH, ["--config", "{tmp}/steps.yaml"], 2, "=2.5"),
     ("top k zero", FRESH, ["--top-k", "0"], 2, "top_k=0"),
     ("unfreeze blocks zero", FRESH, ["--unfreeze-blocks", "0"], 2, "unfreeze_blocks=0"),
     ("dataset misspelt", FRESH, ["--dataset", "fashon_mnist"], 2, "'fashion_mnist'"),
@@ -142,6 +147,13 @@ CLI_CASES = [
     ("resume with changed epochs", FINISHED, ["--resume", "--epochs", "3"], 2, "run.epochs"),
     ("resume with changed knob", FINISHED, ["--resume", "--l2", "0.1"], 2, "model.knobs"),
     ("resume with another optimizer", FINISHED, ["--resume", "--optimizer", "adam"], 2, "adam"),
+    (
+        "resume with another precision",
+        FINISHED,
+        ["--resume", "--precision", "mixed_bfloat16"],
+        2,
+        "run.precision (saved 'auto', given 'mixed_bfloat16')",
+    ),
     ("folder too small to carve", FRESH, ["--dataset", "{tmp}/tiny"], 1, "no examples"),
     ("image file corrupt", FRESH, ["--dataset", "{tmp}/corrupt"], 1, "corrupt/a/0.png"),
     (
@@ -161,6 +173,7 @@ CONFIG_FILES = {
     "bad_value.yaml": "optim: {lr: -0.5}\n",
     "section.yaml": "run: fast\n",
     "bool.yaml": "run: {epochs: true}\n",
+    "steps.yaml": "run: {steps_per_execution: 2.5}\n",
 }
 
 

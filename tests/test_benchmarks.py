@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from scripts import (
+    bench_execution,
     bench_export,
     bench_layers,
     bench_monitors,
@@ -147,6 +148,21 @@ def test_throughput_rows():
     # The augmented LeNet-5 is compared with the LeNet-5 run without augmentation.
     assert [row["augment_cost"] is None for row in rows] == [True, True, False]
     assert math.isfinite(rows[2]["augment_cost"]) and rows[2]["augment_cost"] < 1.0
+
+
+@pytest.mark.slow
+def test_execution_rows():
+    rows = bench_execution.run_benchmarks(quick=True)
+    xla = [row for row in rows if "ms_step_xla" in row]
+    steps = [row for row in rows if "steps_per_execution" in row]
+    assert [row["model"] for row in xla] == [case.label for case in bench_execution.QUICK_CASES]
+    for row in xla:
+        assert_positive(row, ["ms_step", "ms_step_xla", "speedup", "best_speedup", "cpu_speedup"])
+    counts = [row["steps_per_execution"] for row in steps]
+    assert set(bench_execution.STEPS_PER_EXECUTION) <= set(counts) and counts == sorted(counts)
+    assert sum(row["auto"] for row in steps) == 1 and steps[0]["speedup"] == 1.0
+    for row in steps:
+        assert_positive(row, ["estimate_ms", "ms_step", "speedup", "cpu_speedup"])
 
 
 @pytest.mark.slow

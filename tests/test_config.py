@@ -109,6 +109,14 @@ def test_every_flag_says_what_it_is_and_its_recipe_default():
         ),
         ({"model": {"name": "mobilenet", "fine_tune": "head"}}, r"preprocessing must be 'none'"),
         ({"model": {"fine_tune": "head"}}, r"`fine_tune` starts from trained weights"),
+        ({"run": {"precision": "float16"}}, r"'auto', 'float32', .*run.precision='float16'"),
+        ({"run": {"jit_compile": "yes"}}, r"'auto', 'on', 'off'. Received: run.jit_compile='yes'"),
+        (
+            {"run": {"steps_per_execution": 0}},
+            r"`run.steps_per_execution` must be an integer >= 1 or 'auto'. Received: .*=0",
+        ),
+        ({"run": {"steps_per_execution": 2.5}}, r"run.steps_per_execution=2.5"),
+        ({"run": {"steps_per_execution": "many"}}, r"run.steps_per_execution='many'"),
     ],
 )
 def test_bad_values_name_the_key_the_value_and_what_is_accepted(values, message):
@@ -241,3 +249,61 @@ def test_updated_returns_a_checked_copy():
     assert changed.updated({"model.knobs.l2": None}).model.knobs == {}
     with pytest.raises(ValueError, match="optim.lr"):
         config.updated({"lr": 0})
+
+
+def test_execution_settings_from_flags_and_files(tmp_path):
+    config = resolve_config({}, [], "t", "")
+    assert (config.run.precision, config.run.jit_compile) == ("auto", "auto")
+    assert config.run.steps_per_execution == "auto"
+    argv = ["--precision", "mixed_float16", "--jit-compile", "on", "--steps-per-execution", "8"]
+    config = resolve_config({}, argv, "t", "")
+    assert (config.run.precision, config.run.jit_compile) == ("mixed_float16", "on")
+    assert config.run.steps_per_execution == 8
+    assert (
+        resolve_config({}, ["--steps-per-execution", "AUTO"], "t", "").run.steps_per_execution
+        == "auto"
+    )
+    # YAML reads on/off as booleans: they mean the same.
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("run: {jit_compile: off, steps_per_execution: 4}\n")
+    config = resolve_config({}, ["--config", str(config_file)], "t", "")
+    assert (config.run.jit_compile, config.run.steps_per_execution) == ("off", 4)
+
+
+def test_a_run_directory_from_before_the_execution_settings_resumes_as_it_trained(tmp_path):
+    """Without them in config.json a run trained in float32, without XLA, one step per call:
+    it resumes so, not with today's auto defaults. XLA and steps per call may change on resume;
+    the precision may not."""
+    saved = RunConfig().to_dict()
+    for key in ("precision", "jit_compile", "steps_per_execution"):
+        del saved["run"][key]
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(saved))
+    resumed = resolve_config({}, ["--out-dir", str(tmp_path), "--resume"], "t", "")
+    assert (resumed.run.precision, resumed.run.jit_compile) == ("float32", "off")
+    assert resumed.run.steps_per_execution == 1
+    argv = [
+        "--out-dir",
+        str(tmp_path),
+        "--resume",
+        "--jit-compile",
+        "on",
+        "--steps-per-execution",
+        "auto",
+    ]
+    changed = resolve_config({}, argv, "t", "")
+    assert (changed.run.jit_compile, changed.run.steps_per_execution) == ("on", "auto")
+    with pytest.raises(
+        ValueError, match=r"run.precision \(saved 'float32', given 'mixed_bfloat16'\)"
+    ):
+        resolve_config(
+            {}, ["--out-dir", str(tmp_path), "--resume", "--precision", "mixed_bfloat16"], "t", ""
+        )
+
+    # The flat format before sections had none of them either.
+    (tmp_path / CONFIG_FILE).write_text(LEGACY_FLAT_CONFIG.read_text())
+    flat = saved_run_config(tmp_path)
+    assert (flat.run.precision, flat.run.jit_compile, flat.run.steps_per_execution) == (
+        "float32",
+        "off",
+        1,
+    )

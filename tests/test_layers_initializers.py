@@ -8,6 +8,7 @@ import pytest
 
 import layers
 from layers import SparseInitializer
+from tests.conftest import MIXED_POLICIES
 
 
 @pytest.mark.parametrize(("shape", "fan_in"), [((50, 30), 50), ((3, 3, 8, 16), 72)])
@@ -164,3 +165,20 @@ def test_config_dicts_and_built_initializers():
 def test_get_rejects_options_the_scheme_does_not_take():
     with pytest.raises(ValueError, match=r"'he' does not take value\. It accepts: seed"):
         layers.initializers.get("he", value=1.0)
+
+
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+def test_sparse_initializer_under_a_mixed_policy_gives_the_float32_kernel(policy):
+    def kernel(dtype):
+        layer = keras.layers.Dense(
+            6, kernel_initializer=SparseInitializer(k=3, seed=4), dtype=dtype
+        )
+        layer.build((None, 20))
+        return layer.kernel
+
+    mixed = kernel(policy)
+    assert mixed.dtype == "float32"
+    np.testing.assert_array_equal(mixed.numpy(), kernel("float32").numpy())
+    narrow = SparseInitializer(k=3, seed=4)((20, 6), dtype=policy.removeprefix("mixed_"))
+    assert keras.backend.standardize_dtype(narrow.dtype) == policy.removeprefix("mixed_")
+    np.testing.assert_array_equal(np.asarray(narrow, np.float32) != 0, mixed.numpy() != 0)

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from layers import GroupNormalization, InstanceNormalization, LocalResponseNormalization
+from tests.conftest import MIXED_POLICIES, half_ulp
 
 
 def _lrn_numpy(x, radius, bias, alpha, beta):
@@ -121,6 +122,21 @@ def test_group_norm_is_accurate_when_the_mean_dwarfs_the_spread():
     expected = centered / np.sqrt((centered**2).mean(axis=(1, 3), keepdims=True) + 1e-3)
     ours = GroupNormalization(2)(x.astype("float32"))
     np.testing.assert_allclose(ours, expected.reshape(x.shape), atol=2e-3)
+
+
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+def test_group_norm_under_mixed_precision_normalizes_the_float32_input(policy):
+    """A float32 input is not rounded to the compute dtype first: 1000 + N(0, 1) in float16
+    keeps steps of 0.5, in bfloat16 of 8, which would swamp the spread."""
+    x = (1000.0 + np.random.default_rng(3).normal(size=(2, 8, 8, 4))).astype("float32")
+    output = GroupNormalization(2, dtype=policy)(x)
+    assert output.dtype == policy.removeprefix("mixed_")
+    np.testing.assert_allclose(
+        np.asarray(tf.cast(output, tf.float32)),
+        GroupNormalization(2)(x),
+        rtol=half_ulp(policy),
+        atol=1e-5,
+    )
 
 
 def test_group_norm_without_center_and_scale_has_no_weights():

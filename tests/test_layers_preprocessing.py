@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from layers import MeanImageSubtraction, PCAColorJitter, ZCAWhitening
 from layers.preprocessing import MIN_STD, image_statistics, standardizing_scale
+from tests.conftest import MIXED_POLICIES, half_ulp
 
 
 def _images(n=64, shape=(4, 4, 3), seed=0):
@@ -226,3 +227,42 @@ def test_adapt_rejects_empty_data():
 def test_unknown_non_batch_shape_is_rejected():
     with pytest.raises(ValueError, match="needs the non-batch input shape to be known"):
         ZCAWhitening().build((None, None, 4, 3))
+
+
+def test_mean_image_subtraction_takes_uint8_pixels_in_float32():
+    pixels = np.random.default_rng(0).integers(0, 256, size=(32, 4, 4, 3)).astype("uint8")
+    layer = MeanImageSubtraction()
+    layer.adapt(pixels)
+    expected = pixels.astype(np.float64) - pixels.astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(layer(pixels), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda dtype: MeanImageSubtraction(dtype=dtype),
+        lambda dtype: ZCAWhitening(dtype=dtype),
+        lambda dtype: ZCAWhitening(method="pca", dtype=dtype),
+    ],
+    ids=["mean_image", "zca", "pca"],
+)
+def test_mixed_precision_rounds_only_the_output(make, policy):
+    """On 0-255 pixels of strongly correlated colour images the whitening matrix product cancels
+    large terms, which float16 and bfloat16 would not resolve; computed in float32, each output
+    element is the float32 one rounded once."""
+    rng = np.random.default_rng(0)
+    colours = rng.uniform(size=(500, 1, 1, 3))
+    images = np.clip(colours + 0.05 * rng.normal(size=(500, 6, 6, 3)), 0, 1)
+    pixels = np.round(images * 255).astype("float32")
+    reference, mixed = make("float32"), make(policy)
+    reference.adapt(pixels)
+    mixed.adapt(pixels)
+    output = mixed(pixels[:16])
+    assert output.dtype == policy.removeprefix("mixed_")
+    np.testing.assert_allclose(
+        np.asarray(tf.cast(output, tf.float32)),
+        reference(pixels[:16]),
+        rtol=half_ulp(policy),
+        atol=1e-5,
+    )

@@ -334,3 +334,34 @@ def test_tfa_case_recurrent_layer_with_an_unknown_number_of_steps_builds_and_run
     model = keras.Sequential([keras.Input((None, 10)), WeightNormalization(keras.layers.LSTM(1))])
     x = np.ones((2, 7, 10), "float32")
     assert model.predict(x, verbose=0).shape == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("make_layer", "shape"),
+    [(lambda: keras.layers.Dense(4), (3, 600)), (lambda: keras.layers.Conv2D(4, 3), (2, 6, 6, 64))],
+    ids=["dense", "conv2d"],
+)
+def test_mixed_float16_keeps_a_kernel_norm_whose_square_overflows_float16(make_layer, shape):
+    """`||v||` grows in training; past 256 its square is inf in float16, which would zero the
+    output if the norm were taken in the compute dtype."""
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    reference = WeightNormalization(make_layer(), data_init=False)
+    reference.build(shape)
+    reference.layer.kernel.assign(reference.layer.kernel * 300.0)
+    norms = np.linalg.norm(reference.layer.kernel.numpy().reshape(-1, 4), axis=0)
+    assert norms.min() > 256
+    mixed = WeightNormalization(make_layer(), data_init=False, dtype="mixed_float16")
+    mixed.build(shape)
+    mixed.set_weights(reference.get_weights())
+    output = np.asarray(tf.cast(mixed(x), tf.float32))
+    expected = np.asarray(reference(x))
+    assert np.max(np.abs(output - expected)) <= 5e-3 * np.max(np.abs(expected))
+
+
+def test_the_wrapper_takes_the_wrapped_layers_dtype_policy_unless_given_one():
+    wrapped = WeightNormalization(keras.layers.Dense(3, dtype="mixed_bfloat16"))
+    assert wrapped.dtype_policy.name == "mixed_bfloat16"
+    assert wrapped(np.ones((2, 4), "float32")).dtype == tf.bfloat16
+    explicit = WeightNormalization(keras.layers.Dense(3), dtype="mixed_float16")
+    assert explicit.dtype_policy.name == "mixed_float16"
+    assert explicit.layer.dtype_policy.name == "float32"

@@ -15,6 +15,7 @@ from recipes.optim.losses import (
     loss_label_format,
     loss_output_activation,
 )
+from tests.conftest import MIXED_POLICIES, SCALE_TOLERANCE
 
 RNG = np.random.default_rng(7)
 BATCH, CLASSES = 6, 5
@@ -257,3 +258,76 @@ def test_compiled_model_with_recipe_loss_saves_and_reloads(tmp_path):
         model.evaluate(features, labels, verbose=0)[0],
         rtol=1e-6,
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Mixed precision: float16 and bfloat16 predictions are taken in float32.
+
+# Every loss with each of its output kinds: (name, options).
+LOSS_FORMS = [(name, {}) for name in LOSS_NAMES] + [
+    ("softmax_cross_entropy", {"from_logits": True}),
+    ("attribute_logistic", {"from_logits": True}),
+]
+LABELS = {"sparse": CLASS_IDS, "multi_hot": ATTRIBUTES, "regression": SCORES * 0.5}
+ACTIVATIONS = {
+    "softmax": np_softmax,
+    "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
+    "linear": lambda x: x,
+}
+
+
+def _form_id(form):
+    name, options = form
+    return name + "".join(f"-{key}" for key in options)
+
+
+def _predictions(name, options):
+    return ACTIVATIONS[loss_output_activation(name, **options)](SCORES).astype("float32")
+
+
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+@pytest.mark.parametrize("form", LOSS_FORMS, ids=_form_id)
+def test_losses_take_narrow_predictions_in_float32(form, policy):
+    """The per-sample functions and the loss objects give float32 values, equal to float32 on
+    the same (rounded) predictions: no log, square or sum is taken in float16 or bfloat16."""
+    name, options = form
+    narrow = tf.cast(_predictions(name, options), policy.removeprefix("mixed_"))
+    wide = tf.cast(narrow, tf.float32)
+    labels = tf.constant(LABELS[loss_label_format(name)])
+    loss = get_loss(name, **options)
+    for compute in (lambda p: loss.fn(labels, p, **loss.options), lambda p: loss(labels, p)):
+        value, reference = compute(narrow), compute(wide)
+        assert value.dtype == tf.float32
+        np.testing.assert_allclose(value, reference, rtol=1e-6)
+
+
+@pytest.mark.parametrize("policy", MIXED_POLICIES)
+@pytest.mark.parametrize("form", LOSS_FORMS, ids=_form_id)
+def test_a_mixed_model_with_a_narrow_output_gets_a_float32_loss_close_to_float32(form, policy):
+    """A model whose head computes in float16 or bfloat16 (no float32 last layer): the loss
+    `evaluate` reports is within the layer tolerance of the float32 model's (see
+    tests/test_layers_common.py)."""
+    name, options = form
+    labels = LABELS[loss_label_format(name)]
+    activation = loss_output_activation(name, **options)
+    features = RNG.normal(size=(BATCH, 4)).astype("float32")
+
+    def model(dtype):
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(8, activation="tanh", dtype=dtype)(inputs)
+        outputs = keras.layers.Dense(CLASSES, activation=activation, dtype=dtype)(hidden)
+        built = keras.Model(inputs, outputs)
+        built.compile(loss=get_loss(name, **options))
+        return built
+
+    reference, mixed = model("float32"), model(policy)
+    mixed.set_weights(reference.get_weights())
+    assert mixed(features).dtype == policy.removeprefix("mixed_")
+    loss = mixed.compute_loss(features, labels, mixed(features))
+    assert loss.dtype == tf.float32
+    expected = reference.evaluate(features, labels, verbose=0)
+    tolerance = SCALE_TOLERANCE[policy]
+    np.testing.assert_allclose(
+        mixed.evaluate(features, labels, verbose=0), expected, rtol=tolerance
+    )
+    np.testing.assert_allclose(float(loss), expected, rtol=tolerance)

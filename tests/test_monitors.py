@@ -249,3 +249,68 @@ def test_invalid_arguments_are_rejected():
     unknown.set_model(model)
     with pytest.raises(ValueError, match=r"layers \['nope'\] are not in model"):
         unknown.watched_layers()
+
+
+# ------------------------------------------------------------------------------------------------
+# Several steps per execution: the callbacks see the model only between executions
+
+
+def _fit_in_executions(model, callbacks, steps_per_execution, epochs=2, count=320):
+    """10 batches of 32 per epoch, in executions of `steps_per_execution` steps."""
+    inputs, labels = _data(count)
+    model.compile(
+        keras.optimizers.SGD(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=steps_per_execution,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(inputs, labels, batch_size=32, epochs=epochs, verbose=0, callbacks=callbacks)
+    return caught
+
+
+def test_probe_monitors_measure_after_the_execution_holding_the_due_step():
+    """Executions of 4 in epochs of 10 steps: 1-4, 5-8, 9-10, 11-14, ... A measurement due at
+    step 12 is taken after the execution 11-14, and logged at the step it was taken at."""
+    inputs, _ = _data(64)
+    monitor = DeadReluMonitor(inputs, every_n_batches=4)
+    caught = _fit_in_executions(_mlp(), [monitor], steps_per_execution=4)
+    assert sorted({row["step"] for row in monitor.log.rows}) == [4, 8, 14, 18, 20]
+    assert not [w for w in caught if "steps_per_execution" in str(w.message)]
+
+
+def test_a_period_that_is_not_a_multiple_of_the_execution_is_rounded_up_with_a_warning():
+    inputs, _ = _data(64)
+    monitor = ActivationStatsMonitor(inputs, every_n_batches=3)
+    caught = _fit_in_executions(_mlp(), [monitor], steps_per_execution=2, epochs=1)
+    assert any("it measures every 4 steps instead" in str(w.message) for w in caught)
+    assert sorted({row["step"] for row in monitor.log.rows}) == [4, 8]
+
+
+def test_update_ratio_over_an_execution_is_reported_per_step():
+    """A loss linear in the weights has a gradient that does not depend on them, so plain SGD's
+    update over an execution of 4 steps is exactly the sum of the 4 batches' updates; the
+    monitor reports a quarter of it, the mean step."""
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(32, 3)).astype("float32")
+    kernel = rng.normal(size=(3, 1)).astype("float32")
+    learning_rate = 0.05
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
+    model.layers[0].set_weights([kernel])
+    model.compile(
+        keras.optimizers.SGD(learning_rate),
+        lambda _, predictions: keras.ops.mean(predictions),
+        steps_per_execution=4,
+    )
+    monitor = UpdateRatioMonitor()
+    model.fit(inputs, np.zeros(32), batch_size=8, epochs=1, verbose=0, callbacks=[monitor])
+    # d/dW mean(x W) over a batch is the batch's mean input; the batches differ, so the
+    # execution's update is lr times the sum of the four batch means, per step a quarter of it.
+    gradient_sum = sum(inputs[i : i + 8].mean(axis=0) for i in range(0, 32, 8))
+    expected = np.linalg.norm(learning_rate * gradient_sum) / 4
+    layer = model.layers[0].name
+    assert monitor.log.series(layer, "update_norm") == [pytest.approx(expected, rel=1e-4)]
+    assert monitor.log.series(layer, "steps") == [4]
+    assert monitor.log.series(layer, "update_ratio") == [
+        pytest.approx(expected / np.linalg.norm(kernel), rel=1e-4)
+    ]

@@ -596,5 +596,11 @@ def test_wrappers_under_a_mirrored_strategy():
     result = run_python(
         ["tests/optimizer_wrappers_mirrored.py"], timeout=900, env={"PYTHONPATH": str(REPO_ROOT)}
     )
-    for case in ("Lookahead(Momentum)", "SWA(Adam)", "SWA(Lookahead(Adam))", "SWACallback"):
+    for case in (
+        "Lookahead(Momentum)",
+        "SWA(Adam)",
+        "SWA(Lookahead(Adam))",
+        "LossScaleOptimizer(SWA(Lookahead(Momentum)))",
+        "SWACallback",
+    ):
         assert f"{case}: ok" in result.stdout

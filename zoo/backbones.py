@@ -289,7 +289,10 @@ def build_backbone(
     features = backbone(x)
     if head_dropout:
         features = keras.layers.Dropout(head_dropout, name="head_dropout")(features)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(features)
+    # float32 under any policy: a mixed-precision model still outputs float32 probabilities.
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", name="predictions", dtype="float32"
+    )(features)
     return keras.Model(inputs, outputs, name=f"{spec.name}_{fine_tune}")
 
 

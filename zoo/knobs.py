@@ -257,22 +257,25 @@ class Knobs:
 
     def classifier(self, x: Any, num_classes: int, *, name: str = "predictions") -> Any:
         """The output layer: Dense(num_classes) with the init and weight penalties, then
-        `output_activation`."""
+        `output_activation`; in float32 under any policy, so that a model built under a mixed
+        precision policy still outputs float32 probabilities and scores."""
         return keras.layers.Dense(
             num_classes,
             activation=self.output_activation,
             name=name,
+            dtype="float32",
             **self._kernel_kwargs("kernel", [0]),
         )(x)
 
     def conv_classifier(self, x: Any, num_classes: int, *, name: str = "predictions") -> Any:
         """The all-convolutional output: 1x1 conv to one map per class, global average, then
-        `output_activation` (Lin et al. 2013; Springenberg et al. 2014)."""
+        `output_activation` (Lin et al. 2013; Springenberg et al. 2014), in float32 (see
+        `classifier`)."""
         x = keras.layers.Conv2D(
             num_classes, 1, name=f"{name}_conv", **self._kernel_kwargs("kernel", [0, 1, 2])
         )(x)
         x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
-        return keras.layers.Activation(self.output_activation, name=name)(x)
+        return keras.layers.Activation(self.output_activation, name=name, dtype="float32")(x)
 
     def input_dropout_layer(self, x: Any) -> Any:
         """Dropout on the model input when `input_dropout` > 0."""

@@ -62,6 +62,8 @@ BEST_MODEL = "checkpoints/best.keras"
 HISTORY_FILE = "history.csv"
 # The run state's name inside a checkpoint's .keras archive.
 STATE_MEMBER = "run_state.json"
+# The history columns `RunCheckpoint` adds to Keras' metrics: how fast each epoch trained.
+SPEED_COLUMNS = ("epoch_seconds", "images_per_second")
 
 
 class RunStateError(RecipeError):
@@ -218,13 +220,17 @@ def read_checkpoint_state(path: str | Path) -> dict | None:
 def load_checkpoint_model(path: str | Path) -> keras.Model:
     """The model, with its optimizer, of a checkpoint `read_checkpoint_state` accepted.
 
+    A mixed_float16 model keeps its loss scaling: the runner compiles it with an explicit
+    `CountingLossScaleOptimizer` (`recipes.optim.wrap_for_policy`), which the file's compile
+    config holds, unlike the one `model.compile` adds by itself.
+
     Raises:
         RunStateError: Keras cannot load it; the message names the file and the way out.
     """
     path = Path(path)
     try:
         return keras.models.load_model(path)
-    except (ValueError, OSError, KeyError, TypeError) as error:
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as error:
         raise RunStateError(
             f"cannot resume: {path} does not load as a Keras model ({' '.join(str(error).split())})"
             f". {_way_out(path)}"
@@ -233,6 +239,10 @@ def load_checkpoint_model(path: str | Path) -> keras.Model:
 
 def read_history(run_dir: str | Path, epochs: int | None = None) -> list[dict[str, float]]:
     """Rows of `history.csv` (epoch numbers from 1), keeping only the first `epochs` if given.
+
+    An empty cell is a column the epoch's row does not have (`epoch_seconds` and
+    `images_per_second` in the rows of epochs trained before they were recorded): the key is left
+    out of that row, as it is in the run state.
 
     Raises:
         RunStateError: the file is not a history written by `RunCheckpoint`.
@@ -243,7 +253,11 @@ def read_history(run_dir: str | Path, epochs: int | None = None) -> list[dict[st
     try:
         with open(path, newline="") as f:
             rows = [
-                {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+                {
+                    key: int(value) if key == "epoch" else float(value)
+                    for key, value in row.items()
+                    if value != ""
+                }
                 for row in csv.DictReader(f)
             ]
         if rows and "epoch" not in rows[0]:
@@ -254,9 +268,10 @@ def read_history(run_dir: str | Path, epochs: int | None = None) -> list[dict[st
 
 
 def history_columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
-    """Per-metric lists, like `keras.callbacks.History.history`, from history rows."""
-    keys = [key for key in (rows[0] if rows else {}) if key != "epoch"]
-    return {key: [row[key] for row in rows] for key in keys}
+    """Per-metric lists, like `keras.callbacks.History.history`, from history rows; a column
+    that some rows lack (epochs trained before it was recorded) holds NaN for them."""
+    keys = [key for key in dict.fromkeys(key for row in rows for key in row) if key != "epoch"]
+    return {key: [row.get(key, math.nan) for row in rows] for key in keys}
 
 
 def _csv_text(rows: list[dict[str, float]]) -> str:
@@ -396,7 +411,8 @@ def reconcile_optimizer_steps(
     Args:
         run_dir: the run directory.
         state: the state from `load_run_state`.
-        steps: the loaded optimizer's step count (`model.optimizer.iterations`).
+        steps: the batches the loaded optimizer was applied to (`recipes.optim.applied_batches`:
+            its `iterations`, plus the steps loss scaling skipped).
         steps_per_epoch: training steps in one epoch.
 
     Returns:
@@ -433,9 +449,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         divergence_guard: when given and it has seen the run diverge, the epoch is not saved and
             the divergence is recorded. An epoch whose metrics are not finite is not saved
             either: it stops the training as a divergence.
+        images_per_epoch: the training examples of an epoch; given, each history row gets
+            `images_per_second`.
 
-    Each finished epoch adds its training time to `train_seconds`. After `fit`, `epochs_done` is
-    the number of the last epoch saved and `diverged` says why training stopped early, if it did.
+    Each finished epoch adds its training time to `train_seconds` (from the epoch's start to its
+    end, validation included) and its history row gets `epoch_seconds`: the training pass alone,
+    from the epoch's start to the end of its last training step, without validation and without
+    writing the checkpoint (the first epoch of a session includes tracing and compiling the
+    training step). `images_per_second` is `images_per_epoch / epoch_seconds`. After `fit`,
+    `epochs_done` is the number of the last epoch saved and `diverged` says why training stopped
+    early, if it did.
     """
 
     def __init__(
@@ -445,6 +468,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         mode: str = "max",
         state: RunState | None = None,
         divergence_guard: DivergenceGuard | None = None,
+        images_per_epoch: int | None = None,
     ):
         super().__init__()
         if mode not in ("max", "min"):
@@ -461,7 +485,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.mode = mode
         self.state = state
         self.divergence_guard = divergence_guard
+        self.images_per_epoch = images_per_epoch
         self._epoch_start = time.perf_counter()
+        self._training_end = self._epoch_start
 
     @property
     def rows(self) -> list[dict[str, float]]:
@@ -507,7 +533,18 @@ class RunCheckpoint(keras.callbacks.Callback):
         atomic_write_text(self.run_dir / STATE_FILE, state.to_json(history=False))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch_start = time.perf_counter()
+        self._epoch_start = self._training_end = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._training_end = time.perf_counter()
+
+    def _speed(self) -> dict[str, float]:
+        """The epoch's `epoch_seconds` and `images_per_second` (see the class docstring)."""
+        seconds = self._training_end - self._epoch_start
+        speed = {"epoch_seconds": round(seconds, 4)}
+        if self.images_per_epoch and seconds > 0:
+            speed["images_per_second"] = round(self.images_per_epoch / seconds, 1)
+        return speed
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = {key: float(value) for key, value in (logs or {}).items()}
@@ -529,7 +566,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         state = dataclasses.replace(
             self.state,
             epochs_done=epoch + 1,
-            history=[*self.state.history, {"epoch": epoch + 1, **logs}],
+            history=[*self.state.history, {"epoch": epoch + 1, **logs, **self._speed()}],
             train_seconds=self.state.train_seconds + time.perf_counter() - self._epoch_start,
             diverged=None,
         )

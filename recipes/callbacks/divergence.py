@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from recipes.callbacks.batches import last_batch
 from recipes.train.errors import RecipeError
 
 
@@ -21,31 +22,56 @@ class DivergenceGuard(keras.callbacks.Callback):
     written, so the last good checkpoint survives; `diverged` then holds the reason and advice.
     `RunCheckpoint` records it in the run state, so that `--resume` knows the run diverged.
 
+    The loss it watches is the one Keras reports after each call of the training function: the
+    running mean of the epoch so far, which a single NaN or inf batch turns NaN or inf for the
+    rest of the epoch. With `steps_per_execution` N > 1 Keras reports once per execution of N
+    steps, so the guard checks once per execution: a NaN in any of its steps stops the training
+    at the end of that execution, and the message names the execution's batches.
+
     Args:
         explode_factor: the loss counts as exploded when it exceeds this multiple of the first
             batch's loss (the course's "cost 3x the original is a sign to stop early" rule, made
             lenient because single batches are noisy).
         learning_rate: the run's base learning rate, quoted in the advice.
+        first_loss: the starting value to compare with, when the training resumes a run: the
+            first loss this session reports may already have exploded, all the more with
+            several steps per execution (it is then the mean over the first execution's
+            steps, taken at the resumed run's learning rate). None: the first finite loss
+            reported.
     """
 
-    def __init__(self, explode_factor: float = 10.0, learning_rate: float | None = None):
+    def __init__(
+        self,
+        explode_factor: float = 10.0,
+        learning_rate: float | None = None,
+        first_loss: float | None = None,
+    ):
         super().__init__()
         if explode_factor <= 1.0:
             raise ValueError(f"explode_factor must be > 1, got {explode_factor}")
         self.explode_factor = explode_factor
         self.learning_rate = learning_rate
-        self.first_loss: float | None = None
+        self.first_loss = (
+            first_loss if first_loss is not None and math.isfinite(first_loss) else None
+        )
         self.diverged: str | None = None
+        self._first_batch: int | None = None
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._first_batch = batch
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = float((logs or {}).get("loss", 0.0))
         if self.first_loss is None and math.isfinite(loss):
             self.first_loss = loss
+        last = last_batch(self.params, batch)
+        first = last if self._first_batch is None else self._first_batch
+        where = f"at batch {last}" if first == last else f"in batches {first}-{last}"
         if not math.isfinite(loss):
-            reason = f"the training loss became {loss} at batch {batch}"
+            reason = f"the training loss became {loss} {where}"
         elif self.first_loss and loss > self.explode_factor * max(self.first_loss, 1e-8):
             reason = (
-                f"the training loss exploded to {loss:.4g} at batch {batch} "
+                f"the training loss exploded to {loss:.4g} {where} "
                 f"({loss / self.first_loss:.1f}x its starting value {self.first_loss:.4g})"
             )
         else:

@@ -20,6 +20,13 @@ are kept in memory (`monitor.log.rows`) and, given `log_dir`, appended to
 `TrainingHealthWarning` and kept in `monitor.messages`.
 
 A monitor that is not passed to `fit` costs nothing: there is no global hook.
+
+With `steps_per_execution` N > 1 (`model.compile`), Keras runs N training steps per call and the
+callbacks see the model only between calls. The monitors then measure after the execution in
+which a measurement falls due, recording the step count they actually measured at, and round
+`every_n_batches` up to a multiple of N (with a warning) so that each execution holds at most
+one measurement. `UpdateRatioMonitor` can only see the update of a whole execution; it reports
+it per step (see its docstring).
 """
 
 import csv
@@ -35,6 +42,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
+
+from recipes.callbacks.batches import last_batch
 
 LayerMeasurements = dict[str, dict[str, float]]
 
@@ -240,6 +249,15 @@ def _validate_every_n_batches(every_n_batches: int | None) -> None:
         )
 
 
+def measurement_period(every_n_batches: int | None, steps_per_execution: int) -> int | None:
+    """The period, in steps, at which monitors asked to measure every `every_n_batches` steps
+    can measure when callbacks run once per execution of `steps_per_execution` steps: the
+    smallest multiple of it that is not below `every_n_batches` (None: once per epoch)."""
+    if every_n_batches is None:
+        return None
+    return math.ceil(every_n_batches / steps_per_execution) * steps_per_execution
+
+
 def _validate_fraction(name: str, value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a fraction in [0, 1], got {value!r}")
@@ -270,9 +288,40 @@ class LayerMonitor(keras.callbacks.Callback):
         self.messages: list[str] = []
         self._completed_steps = 0
         self._epoch = 0
+        self._period = every_n_batches
+        self._execution_begin: int | None = None
+
+    def steps_per_execution(self) -> int:
+        """The training steps Keras runs between two calls of the batch callbacks."""
+        return int(getattr(self.model, "steps_per_execution", 1) or 1)
+
+    def on_train_begin(self, logs=None):
+        steps = self.steps_per_execution()
+        self._period = measurement_period(self.every_n_batches, steps)
+        if self._period != self.every_n_batches:
+            warnings.warn(
+                f"{self.log.name}: every_n_batches={self.every_n_batches} is not a multiple of "
+                f"the model's steps_per_execution={steps}, and the monitor sees the model only "
+                f"between executions: it measures every {self._period} steps instead",
+                stacklevel=2,
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._execution_begin = batch
+
+    def _count_steps(self, batch: int) -> tuple[int, bool]:
+        """Counts the steps of the execution that ended with `batch` (the one that began with
+        the last `on_train_batch_begin`); returns their number and whether a measurement every
+        `every_n_batches` steps fell due in them."""
+        begin = batch if self._execution_begin is None else self._execution_begin
+        steps = last_batch(self.params, batch) - begin + 1
+        before = self._completed_steps
+        self._completed_steps += steps
+        due = bool(self._period) and self._completed_steps // self._period > before // self._period
+        return steps, due
 
     def on_train_end(self, logs=None):
         self.log.close()
@@ -326,8 +375,7 @@ class _ProbeMonitor(LayerMonitor):
         raise NotImplementedError
 
     def on_train_batch_end(self, batch, logs=None):
-        self._completed_steps += 1
-        if self.every_n_batches and self._completed_steps % self.every_n_batches == 0:
+        if self._count_steps(batch)[1]:
             self.measure_and_report()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -481,6 +529,7 @@ class ActivationStatsMonitor(_ProbeMonitor):
         return layer_activation(layer) is not None
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         self._write_histograms("initial")
 
     def on_train_end(self, logs=None):
@@ -632,6 +681,14 @@ class UpdateRatioMonitor(LayerMonitor):
 
     Measures the first step of every epoch by default, or every `every_n_batches`-th step.
 
+    With `steps_per_execution` N > 1 the weights are only seen between executions, so the
+    monitor measures the first execution of every epoch, or the execution holding every
+    `every_n_batches`-th step, and reports its update per step: `update_norm` is the norm of the
+    execution's whole update divided by its number of steps (recorded as `steps`), and
+    `update_ratio` that over the weight norm before it. That is the mean step when the steps point
+    the same way (nearly so under momentum) and less when they do not, so it is a lower bound of
+    the mean per-step ratio: a value above `high` still warns, but one below `low` does not.
+
     Args:
         low: warn when a layer's ratio is below this (default 1e-4).
         high: warn when a layer's ratio is above this (default 1e-2).
@@ -670,11 +727,12 @@ class UpdateRatioMonitor(LayerMonitor):
         return [by_name[name] for name in self.layer_names]
 
     def on_train_batch_begin(self, batch, logs=None):
-        sampled = (
-            batch == 0
-            if self.every_n_batches is None
-            else (self._completed_steps + 1) % self.every_n_batches == 0
-        )
+        super().on_train_batch_begin(batch, logs)
+        if self._period is None:
+            sampled = batch == 0
+        else:  # whether the coming execution holds a step where a measurement falls due
+            coming = self._completed_steps + self.steps_per_execution()
+            sampled = coming // self._period > self._completed_steps // self._period
         if sampled:
             self._before = {
                 layer.name: [keras.ops.convert_to_numpy(w) for w in layer.trainable_weights]
@@ -682,20 +740,23 @@ class UpdateRatioMonitor(LayerMonitor):
             }
 
     def on_train_batch_end(self, batch, logs=None):
-        self._completed_steps += 1
-        if self._before is None:
+        steps, due = self._count_steps(batch)
+        before, self._before = self._before, None
+        # An epoch's last execution may be shorter than planned and hold no due step.
+        if before is None or (self._period is not None and not due):
             return
         measurements = {}
         for layer in self._layers():
-            before = np.concatenate([w.ravel() for w in self._before[layer.name]])
+            weights = np.concatenate([w.ravel() for w in before[layer.name]])
             after = np.concatenate(
                 [keras.ops.convert_to_numpy(w).ravel() for w in layer.trainable_weights]
             )
-            weight_norm = float(np.linalg.norm(before))
-            update_norm = float(np.linalg.norm(after - before))
+            weight_norm = float(np.linalg.norm(weights))
+            update_norm = float(np.linalg.norm(after - weights)) / steps
             ratio = update_norm / weight_norm if weight_norm > 0 else float("nan")
             measurements[layer.name] = {"update_ratio": ratio, "update_norm": update_norm}
-        self._before = None
+            if steps > 1:
+                measurements[layer.name]["steps"] = steps
         self._report(measurements)
 
     def check(self, layer_name, values):
@@ -707,7 +768,7 @@ class UpdateRatioMonitor(LayerMonitor):
                 f"{layer_name}: update/weight ratio {ratio:.2g} above {self.high:.2g} (healthy "
                 "about 1e-3): learning rate likely too high"
             ]
-        if ratio < self.low:
+        if ratio < self.low and values.get("steps", 1) == 1:
             return [
                 f"{layer_name}: update/weight ratio {ratio:.2g} below {self.low:.2g} (healthy "
                 "about 1e-3): learning rate likely too low (or the layer gets no gradient)"

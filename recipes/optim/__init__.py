@@ -7,7 +7,9 @@
 - `tf_train/`: the classes behind the tf.train names (`TFTrainMomentum`, `AdagradDA`, ...);
 - `schedules`: `get_schedule(name, base_lr, ...)` (step, exponential, cosine, warmup, ...);
 - `losses`: `get_loss(name)` (softmax cross-entropy, multiclass SVM hinge, attribute losses, ...);
-- `wrappers`: `Lookahead` and `StochasticWeightAveraging` around any optimizer.
+- `wrappers`: `Lookahead` and `StochasticWeightAveraging` around any optimizer;
+- `precision`: `wrap_for_policy(optimizer, policy)`, the loss scaling `"mixed_float16"` needs, and
+  `applied_batches(optimizer)`, which counts the steps loss scaling skipped.
 
 Importing this package (`import recipes` does) registers every optimizer, wrapper, schedule and
 loss with Keras, so a saved model that uses them loads with plain `keras.models.load_model`.
@@ -15,6 +17,7 @@ loss with Keras, so a saved model that uses them loads with plain `keras.models.
 
 from recipes.optim.losses import LOSS_NAMES, get_loss
 from recipes.optim.optimizers import KERAS_OPTIMIZER_NAMES, OPTIMIZER_NAMES, get_optimizer
+from recipes.optim.precision import CountingLossScaleOptimizer, applied_batches, wrap_for_policy
 from recipes.optim.schedules import SCHEDULE_NAMES, LinearWarmup, get_schedule
 from recipes.optim.tf_train import (
     AdagradDA,
@@ -35,6 +38,7 @@ __all__ = [
     "OPTIMIZER_NAMES",
     "SCHEDULE_NAMES",
     "AdagradDA",
+    "CountingLossScaleOptimizer",
     "LinearWarmup",
     "Lookahead",
     "ProximalAdagrad",
@@ -46,8 +50,10 @@ __all__ = [
     "TFTrainFtrl",
     "TFTrainMomentum",
     "TFTrainRMSProp",
+    "applied_batches",
     "get_loss",
     "get_optimizer",
     "get_schedule",
     "swa_steps",
+    "wrap_for_policy",
 ]

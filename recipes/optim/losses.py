@@ -27,6 +27,13 @@ dict `{"name": ..., **options}`, a Keras config dict or a built `keras.losses.Lo
 The probabilistic losses follow Keras' convention `from_logits=False`: the model ends in
 softmax/sigmoid. Margin losses have no such option: they are defined on raw scores, so the model
 must end in a linear layer (`loss_output_activation` says which, for the runner to build the head).
+
+Under mixed precision every loss computes in float32: the functions cast float16 and bfloat16
+predictions to float32 (`layers.precision.upcast`) before any log, square or sum, and the loss
+classes, like every `keras.losses.Loss` with the default `dtype`, convert their inputs to float32
+first; the per-sample values and the reduced loss are float32. A mixed-precision model should
+still end in a float32 activation (`dtype="float32"` on its last layer, Keras' convention):
+a softmax computed in float16 has already rounded the probabilities the loss takes the log of.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import keras
 from keras import ops
 
 from layers import naming
+from layers.precision import upcast
 from layers.validation import check_bool, check_integer, check_number
 
 _PACKAGE = "recipes"
@@ -58,7 +66,7 @@ def _is_dense(y_true, y_pred) -> bool:
 
 def softmax_cross_entropy(y_true, y_pred, from_logits: bool = False):
     """Per-sample softmax cross-entropy `-sum_j t_j log p_j` for sparse, one-hot or soft labels."""
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = upcast(y_pred)
     y_true = ops.convert_to_tensor(y_true)
     if _is_dense(y_true, y_pred):
         return ops.categorical_crossentropy(
@@ -70,7 +78,7 @@ def softmax_cross_entropy(y_true, y_pred, from_logits: bool = False):
 
 def multiclass_svm_hinge(y_true, y_pred, margin: float = 1.0, squared: bool = False):
     """Per-sample Weston-Watkins hinge `sum_{j != y} max(0, f_j - f_y + margin)` (or its square)."""
-    scores = ops.convert_to_tensor(y_pred)
+    scores = upcast(y_pred)
     ids = _class_ids(ops.convert_to_tensor(y_true), scores)
     num_classes = scores.shape[-1]
     correct = ops.take_along_axis(scores, ops.expand_dims(ids, -1), axis=-1)
@@ -82,7 +90,7 @@ def multiclass_svm_hinge(y_true, y_pred, margin: float = 1.0, squared: bool = Fa
 
 
 def _signed_attributes(y_true, y_pred):
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = upcast(y_pred)
     present = ops.reshape(ops.convert_to_tensor(y_true), ops.shape(y_pred)) > 0
     return y_pred, present
 
@@ -104,7 +112,7 @@ def attribute_logistic(y_true, y_pred, from_logits: bool = False):
 
 def summed_error(y_true, y_pred, order: int = 2):
     """Per-sample `sum_j |y_j - f_j|^order` over the output vector (order 1: L1, order 2: L2)."""
-    y_pred = ops.convert_to_tensor(y_pred)
+    y_pred = upcast(y_pred)
     y_true = ops.cast(ops.reshape(ops.convert_to_tensor(y_true), ops.shape(y_pred)), y_pred.dtype)
     error = ops.abs(y_true - y_pred)
     error = error if order == 1 else ops.square(error)

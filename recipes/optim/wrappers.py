@@ -36,6 +36,10 @@ Under `tf.distribute` (MirroredStrategy, MultiWorkerMirroredStrategy) the inner 
 the weights as usual; the wrapper's own updates then run in cross-replica context, on every
 replica's copy, like Keras' optimizers do theirs (`tests/optimizer_wrappers_mirrored.py`). The
 TensorFlow backend only, as the rest of `recipes.optim`.
+
+Under the `"mixed_float16"` policy, loss scaling goes outside them: `model.compile` makes
+`LossScaleOptimizer(Lookahead(...))`, which skips a step with non-finite gradients before the
+wrapper sees it. They refuse to wrap a `LossScaleOptimizer` (see `recipes.optim.precision`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from keras import ops
 
 from layers.validation import check_integer, check_number
 from recipes.optim.optimizers import get_optimizer
+from recipes.optim.precision import check_not_loss_scaled
 
 __all__ = ["Lookahead", "StochasticWeightAveraging", "swa_steps"]
 
@@ -62,6 +67,7 @@ def _inner(optimizer: Any, owner: str) -> keras.optimizers.Optimizer:
             f"{owner}: `optimizer` must be a keras.optimizers.Optimizer, or a name or config "
             f"that get_optimizer accepts. Received: optimizer={optimizer!r}"
         )
+    check_not_loss_scaled(optimizer, owner)
     return optimizer
 
 

@@ -43,6 +43,7 @@ from layers.validation import check_bool, check_choice, check_integer, check_num
 from recipes.data.datasets import PREPROCESSING_MODES
 from recipes.data.tta import TTA_MODES
 from recipes.train.errors import TRACEBACK_FLAG
+from recipes.train.execution import AUTO, JIT_COMPILE_MODES, LEGACY_SETTINGS, PRECISIONS
 from zoo.knobs import KNOB_DEFAULTS, Knobs
 
 # A run directory's effective configuration, written by the runner and read back by --resume.
@@ -53,7 +54,8 @@ def _meta(help: str, *, flag: str | None = None, **metadata: Any) -> dict[str, A
     """A field's command-line metadata; `flag` overrides the `--field-name` spelling.
 
     Other metadata: `flat` (the name in the flat format before sections), `aliases` (other flags),
-    `key_value` (a dict filled by repeated KEY=VALUE flags), `choices`, `parse` (argparse type).
+    `key_value` (a dict filled by repeated KEY=VALUE flags), `choices`, `parse` (argparse type),
+    `metavar` (the value's name in `--help`).
     """
     return {"help": help, "flag": flag, **metadata}
 
@@ -76,6 +78,17 @@ def _image_size(text: str) -> tuple[int, int]:
             f"image size must be N or HxW with positive N, got {text!r}"
         )
     return size
+
+
+def _steps_per_execution(text: str) -> int | str:
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"steps per execution must be a positive integer or auto, got {text!r}"
+        ) from None
 
 
 def _float(key: str, value: Any, **bounds: Any) -> float:
@@ -306,6 +319,27 @@ class RunOptions:
     tta: str = _option(
         "none", "test-time augmentation: also report the flip-averaged accuracy", choices=TTA_MODES
     )
+    precision: str = _option(
+        AUTO,
+        "float32 or a mixed-precision policy; auto: mixed_float16 on GPUs of compute capability "
+        ">= 7.0, mixed_bfloat16 on TPUs and CPUs with native bfloat16, else float32",
+        choices=PRECISIONS,
+        metavar="|".join(PRECISIONS),
+    )
+    jit_compile: str = _option(
+        AUTO,
+        "XLA-compile the training step; auto: on for GPUs and TPUs, on a CPU only for the models "
+        "it measured faster (docs/performance.md)",
+        choices=JIT_COMPILE_MODES,
+        metavar="|".join(JIT_COMPILE_MODES),
+    )
+    steps_per_execution: int | str = _option(
+        AUTO,
+        "training steps per call of the compiled function, N or auto (executions of about 50 ms)"
+        "; the divergence guard and monitors then see the model after each execution",
+        parse=_steps_per_execution,
+        metavar="N|auto",
+    )
 
     def __post_init__(self) -> None:
         check_integer("run.epochs", self.epochs, low=1)
@@ -322,6 +356,18 @@ class RunOptions:
         check_choice("run.verbose", self.verbose, (0, 1, 2))
         check_integer("run.monitor_every", self.monitor_every, low=1, optional=True)
         check_choice("run.tta", self.tta, tuple(TTA_MODES))
+        check_choice("run.precision", self.precision, PRECISIONS)
+        if isinstance(self.jit_compile, bool):  # YAML reads on/off/true/false as booleans
+            _set(self, "jit_compile", "on" if self.jit_compile else "off")
+        check_choice("run.jit_compile", self.jit_compile, JIT_COMPILE_MODES)
+        if self.steps_per_execution != AUTO:
+            try:
+                check_integer("run.steps_per_execution", self.steps_per_execution, low=1)
+            except ValueError:
+                raise ValueError(
+                    "`run.steps_per_execution` must be an integer >= 1 or 'auto'. Received: "
+                    f"run.steps_per_execution={self.steps_per_execution!r}"
+                ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,8 +394,10 @@ SECTIONS: dict[str, type] = {
     "distribute": DistributeConfig,
 }
 
-# What a resumed run may change: where and how verbosely it runs, where its data lives, and how
-# its final model is evaluated; and force_resume, a permission for one resume, never saved.
+# What a resumed run may change: where and how verbosely it runs, where its data lives, how
+# its training steps execute (XLA, steps per call: the same computation, scheduled differently)
+# and how its final model is evaluated; and force_resume, a permission for one resume, never
+# saved. The precision is not among them: it is built into the saved model's layers.
 RESUME_MAY_CHANGE = (
     "run.resume",
     "run.force_resume",
@@ -359,6 +407,8 @@ RESUME_MAY_CHANGE = (
     "data.data_dir",
     "data.manual_dir",
     "run.tta",
+    "run.jit_compile",
+    "run.steps_per_execution",
 )
 
 
@@ -612,11 +662,22 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def saved_run_config(run_dir: str | Path) -> RunConfig | None:
-    """The configuration a run directory was started with, or None if it holds no run."""
+    """The configuration a run directory was started with, or None if it holds no run.
+
+    A config.json written before the execution settings existed ran in float32, without XLA,
+    one step per execution (`LEGACY_SETTINGS`): it loads with those, not today's defaults.
+    """
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         return None
-    return RunConfig.from_dict(json.loads(path.read_text()), str(path))
+    values = json.loads(path.read_text())
+    if isinstance(values, dict):
+        run = values.get("run")
+        if isinstance(run, dict):
+            values = {**values, "run": {**LEGACY_SETTINGS, **run}}
+        else:  # the flat format before sections, whose names are the fields'
+            values = {**LEGACY_SETTINGS, **values}
+    return RunConfig.from_dict(values, str(path))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -746,7 +807,7 @@ def build_parser(
                 group.add_argument(
                     *flags,
                     dest=dest,
-                    metavar=field.name.upper(),
+                    metavar=field.metadata.get("metavar", field.name.upper()),
                     type=_field_type(field),
                     choices=field.metadata.get("choices"),
                     help=help_text,

@@ -8,7 +8,8 @@ A recipe is a module with a docstring and a `DEFAULTS` dict of config sections (
                                  the content that --resume checks the data against)
     preprocessing.npz            preprocessing "mean_image"/"per_channel": the training statistics
     run.lock                     while a process runs in the directory: its PID (see below)
-    history.csv                  one row per epoch (train and validation metrics)
+    history.csv                  one row per epoch (train and validation metrics, the training
+                                 pass's epoch_seconds and images_per_second)
     checkpoints/last.keras       the resume point: model + optimizer after the last finished epoch,
                                  with the run state inside (epochs done, history, best metric,
                                  training time, recipe, divergence)
@@ -16,12 +17,16 @@ A recipe is a module with a docstring and a `DEFAULTS` dict of config sections (
     checkpoints/state.json       the run state without its history, for people and tools
     tensorboard/                 TensorBoard logs
     model.keras                  the final model
-    metrics.json                 test metrics, epochs, training time and images/s (all sessions)
+    metrics.json                 test metrics, epochs, training time and images/s (all sessions),
+                                 the precision, XLA and steps per execution used
     MODEL_CARD.md                the model card (see recipes.train.model_card)
     loss.png, accuracy.png       learning curves, train vs validation
     diagnosis.txt, .json         what the curves say is wrong (too high/low lr, overfitting...)
     monitors/                    with --monitors: dead ReLUs, update ratios, activations, gradients
     sanity/                      with --sanity: the checks before training and the lr range test
+
+The model is built under `run.precision`'s dtype policy and compiled with `run.jit_compile` and
+`run.steps_per_execution`, `auto` resolved for the hardware (`recipes.train.execution`).
 
 Every file is written atomically (temporary file + rename), so a run killed at any moment, even
 with SIGKILL, leaves complete files behind. An epoch's weights, optimizer and state are one file,
@@ -48,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 import zoo
 from recipes.callbacks.checkpoints import (
@@ -60,7 +66,7 @@ from recipes.callbacks.checkpoints import (
     reconcile_optimizer_steps,
 )
 from recipes.callbacks.divergence import DivergenceGuard, TrainingDiverged
-from recipes.callbacks.monitors import build_monitors, take_monitoring_batch
+from recipes.callbacks.monitors import build_monitors, measurement_period, take_monitoring_batch
 from recipes.callbacks.swa import SWACallback
 from recipes.data.datasets import SPLITS, DatasetInfo, load_dataset
 from recipes.data.fingerprint import check_same_data
@@ -73,6 +79,7 @@ from recipes.optim.losses import (
     loss_output_activation,
 )
 from recipes.optim.optimizers import get_optimizer
+from recipes.optim.precision import applied_batches, wrap_for_policy
 from recipes.optim.schedules import get_schedule, get_schedule_callbacks
 from recipes.optim.wrappers import Lookahead, StochasticWeightAveraging, swa_steps
 from recipes.train.config import CONFIG_FILE, RunConfig, resolve_config
@@ -88,6 +95,18 @@ from recipes.train.distribute import (
     worker_output_dir,
 )
 from recipes.train.errors import RecipeError, configuration_errors, run_command, warn
+from recipes.train.execution import (
+    AUTO,
+    Execution,
+    auto_steps_per_execution,
+    check_jit_compile,
+    dtype_policy,
+    estimate_step_seconds,
+    model_family,
+    model_precision,
+    resolve_jit_compile,
+    resolve_precision,
+)
 from recipes.train.files import (
     atomic_save_arrays,
     atomic_save_model,
@@ -95,6 +114,7 @@ from recipes.train.files import (
     hold_run_directory,
     remove_temporary_files,
 )
+from recipes.train.hardware import detect_hardware
 from recipes.train.model_card import write_model_card
 from recipes.train.plots import plot_curves
 from recipes.train.predictions import rounded, summary_line, write_predictions
@@ -179,15 +199,55 @@ def build_model(config: RunConfig, image_shape, num_classes: int) -> keras.Model
     """The zoo model a config asks for, built for the dataset's image shape and classes.
 
     A small model's output activation follows the loss (softmax for cross-entropy, raw scores for
-    the SVM hinge losses) unless the config sets `output_activation` itself.
+    the SVM hinge losses) unless the config sets `output_activation` itself. The model is built
+    under the dtype policy of `run.precision` (resolved for the hardware of the current
+    strategy); the global policy is restored after.
     """
     options = _model_options(config)
     if config.model.fine_tune is None:
         options.setdefault("output_activation", loss_output_activation(config.optim.loss))
-    model = zoo.create(
-        config.model.name, input_shape=tuple(image_shape), num_classes=num_classes, **options
+    with dtype_policy(resolve_precision(config.run.precision, detect_hardware())):
+        model = zoo.create(
+            config.model.name, input_shape=tuple(image_shape), num_classes=num_classes, **options
+        )
+        return synchronize_batch_norm(model) if config.distribute.sync_bn else model
+
+
+def resolve_execution(model: keras.Model, config: RunConfig, steps_per_epoch: int) -> Execution:
+    """The execution settings of `config` for `model` under the current strategy: its precision
+    (the one it was built with), whether XLA compiles its training step, and its steps per
+    execution, `auto` resolved (see `recipes.train.execution`)."""
+    hardware = detect_hardware()
+    precision = model_precision(model)
+    jit_compile = resolve_jit_compile(
+        config.run.jit_compile,
+        hardware,
+        model_family(config.model.name, config.model.knobs.get("norm")),
+        precision,
+        distributed=tf.distribute.has_strategy(),
     )
-    return synchronize_batch_norm(model) if config.distribute.sync_bn else model
+    steps = config.run.steps_per_execution
+    if steps == AUTO:
+        step_seconds = estimate_step_seconds(model, config.run.batch_size, jit_compile)
+        every = config.run.monitor_every if config.run.monitors else None
+        steps = (
+            1
+            if step_seconds is None
+            else auto_steps_per_execution(step_seconds, steps_per_epoch, every)
+        )
+    return Execution(precision, jit_compile, steps, hardware.describe())
+
+
+def set_execution(model: keras.Model, execution: Execution) -> Execution:
+    """Makes a compiled (or loaded) model train with `execution`'s XLA and steps per execution.
+
+    Returns the settings in effect: Keras turns XLA off for a model with a layer that does not
+    support it.
+    """
+    model.jit_compile = execution.jit_compile
+    model.steps_per_execution = execution.steps_per_execution
+    model.train_function = model.test_function = model.predict_function = None
+    return dataclasses.replace(execution, jit_compile=bool(model.jit_compile))
 
 
 @configuration_errors()
@@ -197,11 +257,15 @@ def compile_model(
     steps_per_epoch: int,
     lr_scale: float = 1.0,
     first_epoch: int = 0,
-) -> None:
-    """Compiles with the config's optimizer (and schedule) and loss, tracking accuracy.
+) -> Execution:
+    """Compiles with the config's optimizer (and schedule) and loss, tracking accuracy, and its
+    execution settings (`resolve_execution`); returns those settings.
 
     The optimizer is wrapped in `Lookahead` with `optim.lookahead`, then in
-    `StochasticWeightAveraging` with `optim.swa_start_epoch` (see recipes.optim.wrappers).
+    `StochasticWeightAveraging` with `optim.swa_start_epoch` (see recipes.optim.wrappers). A
+    model built under mixed_float16 gets loss scaling around it all, outermost
+    (`recipes.optim.wrap_for_policy`: a `CountingLossScaleOptimizer`, which counts the steps it
+    skips, so that a resume can check the optimizer's steps).
 
     Args:
         model: the model to compile.
@@ -237,7 +301,15 @@ def compile_model(
             optim.swa_start_epoch, steps_per_epoch, optim.swa_every_steps, first_epoch
         )
         optimizer = StochasticWeightAveraging(optimizer, start_step, period)
-    model.compile(optimizer=optimizer, loss=get_loss(config.optim.loss), metrics=["accuracy"])
+    execution = resolve_execution(model, config, steps_per_epoch)
+    model.compile(
+        optimizer=wrap_for_policy(optimizer, execution.precision),
+        loss=get_loss(config.optim.loss),
+        metrics=["accuracy"],
+        jit_compile=execution.jit_compile,
+        steps_per_execution=execution.steps_per_execution,
+    )
+    return dataclasses.replace(execution, jit_compile=bool(model.jit_compile))
 
 
 def _warn_about_settings(config: RunConfig, info: DatasetInfo) -> None:
@@ -252,6 +324,29 @@ def _warn_about_settings(config: RunConfig, info: DatasetInfo) -> None:
         warn(
             f"--warmup-epochs {config.optim.warmup_epochs:g} >= --epochs {config.run.epochs}: the "
             "learning rate rises for the whole run and never trains at the schedule's --lr"
+        )
+
+
+def _report_execution(execution: Execution, config: RunConfig, steps_per_epoch: int) -> None:
+    """Prints how the training steps execute, and warns where that changes what the divergence
+    guard or the monitors see."""
+    steps = execution.steps_per_execution
+    print(
+        f"Training in {execution.precision}, XLA {'on' if execution.jit_compile else 'off'}, "
+        f"{steps} step{'s' if steps > 1 else ''} per execution ({execution.hardware})"
+    )
+    if steps > steps_per_epoch:
+        warn(
+            f"--steps-per-execution {steps} exceeds the {steps_per_epoch} steps of an epoch: "
+            "each epoch is one execution, and the divergence guard checks once per epoch"
+        )
+    every = config.run.monitor_every if config.run.monitors else None
+    period = measurement_period(every, steps)
+    if period != every:
+        warn(
+            f"--monitor-every {every} is not a multiple of the {steps} steps per execution, "
+            f"and the monitors see the model only between executions: they measure every "
+            f"{period} steps"
         )
 
 
@@ -339,6 +434,7 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
     """
     with configuration_errors():
         strategy = strategy_from_config(config)
+        check_jit_compile(config.run.jit_compile, strategy)
     keras.utils.set_random_seed(config.run.seed)
     run_dir = _run_dir(config, recipe, strategy)
     # A dry run writes nothing, so it owns nothing (and must not create the directory).
@@ -386,15 +482,18 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
     steps_per_epoch = math.ceil(info.split_sizes["train"] / config.run.batch_size)
     with strategy.scope():
         if state.epochs_done:
+            # The model keeps the precision it was built with (saved in its layers).
             model = load_checkpoint_model(run_dir / LAST_MODEL)
+            execution = set_execution(model, resolve_execution(model, config, steps_per_epoch))
         else:
             model = build_model(config, info.image_shape, info.num_classes)
-            compile_model(model, config, steps_per_epoch)
+            execution = compile_model(model, config, steps_per_epoch)
         prepare_for_fit(model, datasets["train"])
         if config.run.resume:
-            # Full fine-tuning restarts the optimizer's step count in its second phase.
+            # Full fine-tuning restarts the optimizer's step count in its second phase. The
+            # steps loss scaling skipped (non-finite gradients) count as batches trained.
             if state.epochs_done and len(_training_phases(config)) == 1:
-                steps = int(model.optimizer.iterations.numpy())  # a MirroredVariable too
+                steps = applied_batches(model.optimizer)
                 state = reconcile_optimizer_steps(run_dir, state, steps, steps_per_epoch)
             epochs_done = continue_from_chief(model, strategy, state.epochs_done)
             if epochs_done != state.epochs_done:  # a non-chief worker, now at the chief's epoch
@@ -422,9 +521,18 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
 
     if config.run.sanity:
         _sanity_checks(config, datasets["train"], info, run_dir)
-    guard = DivergenceGuard(learning_rate=config.optim.lr)
+    _report_execution(execution, config, steps_per_epoch)
+    # A resumed run's losses are compared with its first epoch's, not with this session's first
+    # (possibly already exploded) execution.
+    first_loss = state.history[0].get("loss") if state.history else None
+    guard = DivergenceGuard(learning_rate=config.optim.lr, first_loss=first_loss)
     checkpoint = RunCheckpoint(
-        run_dir, monitor="val_accuracy", mode="max", state=state, divergence_guard=guard
+        run_dir,
+        monitor="val_accuracy",
+        mode="max",
+        state=state,
+        divergence_guard=guard,
+        images_per_epoch=info.split_sizes["train"],
     )
     checkpoint.write_views()
     callbacks = [
@@ -435,9 +543,8 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
     ]
     if config.run.monitors:
         monitoring_batch = take_monitoring_batch(datasets["validation"], config.run.batch_size)
-        callbacks += build_monitors(
-            monitoring_batch, run_dir / "monitors", every_n_batches=config.run.monitor_every
-        )
+        every = measurement_period(config.run.monitor_every, execution.steps_per_execution)
+        callbacks += build_monitors(monitoring_batch, run_dir / "monitors", every_n_batches=every)
     swa = None
     if config.optim.swa_start_epoch is not None:
         # At the end: the averaged weights, BatchNorm statistics recomputed on the training split.
@@ -455,8 +562,9 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
             unfrozen = zoo.unfreeze_backbone(model, config.model.unfreeze_blocks)
             print(f"Fine-tuning the backbone ({len(unfrozen)} blocks) at lr x {lr_scale:g}")
             with strategy.scope():
-                compile_model(model, config, steps_per_epoch, lr_scale, first_epoch)
+                execution = compile_model(model, config, steps_per_epoch, lr_scale, first_epoch)
                 prepare_for_fit(model, datasets["train"])
+            _report_execution(execution, config, steps_per_epoch)
         model.fit(
             datasets["train"],
             validation_data=datasets["validation"],
@@ -495,6 +603,8 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
         else None,
         "best_val_accuracy": checkpoint.best,
         "parameters": model.count_params(),
+        # How the last session trained (a resumed run may have changed XLA and steps per call).
+        **execution.to_dict(),
         "dataset": info.to_dict(),
         "config": config.to_dict(),
     }
