@@ -24,6 +24,8 @@ def test_runner_writes_the_card(trained_run):
     assert f"- Parameters: {metrics['parameters']:,}" in card
     assert "`per_channel`" in card and "`Ankle boot`" in card
     assert "None yet: `python -m recipes.export" in card
+    xla = "on" if metrics["jit_compile"] else "off"
+    assert f"- Execution: {metrics['precision']}, XLA {xla}, " in card
 
 
 def test_reproduce_command_trains_the_same_configuration(trained_run, tmp_path, capsys):
@@ -54,6 +56,7 @@ def test_old_run_with_metrics_only_gets_a_card(tmp_path, capsys):
     card = (old / MODEL_CARD_FILE).read_text()
     assert "| test accuracy, TTA flip | 0.9471 |" in card
     assert "keeps no config.json" in card and "`resnet20`" in card
+    assert "- Execution:" not in card  # trained before the speed flags were recorded
     assert str(old / MODEL_CARD_FILE) in capsys.readouterr().out
 
 

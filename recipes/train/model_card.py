@@ -117,6 +117,14 @@ def _training_section(config: RunConfig, metrics: Mapping[str, Any]) -> list[str
         lines.append(f"- Lookahead: k={optim.lookahead_k}, alpha={optim.lookahead_alpha:g}")
     if optim.swa_start_epoch is not None:
         lines.append(f"- Stochastic weight averaging from epoch {optim.swa_start_epoch}")
+    if (
+        "precision" in metrics
+    ):  # runs from before the speed flags trained in float32, one step a call
+        lines.append(
+            f"- Execution: {metrics['precision']}, XLA {'on' if metrics['jit_compile'] else 'off'}"
+            f", {metrics['steps_per_execution']} steps per execution"
+            + (f", on {metrics['hardware']}" if metrics.get("hardware") else "")
+        )
     if metrics.get("wall_time_s") is not None:
         lines.append(
             f"- Training time: {metrics['wall_time_s']:.0f} s"
