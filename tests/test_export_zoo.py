@@ -22,6 +22,7 @@ from recipes.export.formats import (
     tflite_ops,
 )
 from recipes.export.runtime import TFLiteModel
+from recipes.train.execution import dtype_policy, float32_model, model_precision
 from tests.conftest import CI_BACKBONES, model_cases
 
 SMALL_MODELS = [name for name in zoo.list_models() if name not in zoo.BACKBONES]
@@ -104,3 +105,23 @@ def test_an_op_without_a_builtin_is_refused_by_name():
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(resized))
     with pytest.raises(ExportError, match=r"ops it could not convert: ScaleAndTranslate\)"):
         convert_to_tflite(model, "tflite")
+
+
+@pytest.mark.parametrize("name", ["lenet5", "mobilenet"])
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_a_mixed_precision_model_exports_as_its_float32_copy(name, policy):
+    # TFLite has no builtin float16 or bfloat16 kernels for convolutions: a mixed model does not
+    # convert, its float32 copy does, and computes what the mixed model approximates.
+    with dtype_policy(policy):
+        mixed = build(name)
+    with pytest.raises(ExportError, match="ops it could not convert"):
+        convert_to_tflite(mixed, "tflite")
+    copy = float32_model(mixed)
+    assert model_precision(mixed) == policy and model_precision(copy) == "float32"
+    assert float32_model(copy) is copy
+    images = np.random.default_rng(0).uniform(0, 255, (4, *mixed.input_shape[1:]))
+    images = images.astype(np.float32)
+    if name not in zoo.BACKBONES:
+        images = (images - 128) / 64
+    np.testing.assert_allclose(copy(images), mixed(images), atol=0.05)
+    check_conversion(copy, "tflite", raw_pixels=name in zoo.BACKBONES)

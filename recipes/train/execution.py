@@ -218,6 +218,39 @@ def dtype_policy(precision: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
+def _is_mixed_policy(dtype: Any) -> bool:
+    """Whether a layer config's `dtype` (a policy name, or a serialized `DTypePolicy`) is mixed."""
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    return name in MIXED_PRECISIONS
+
+
+def _float32_dtypes(config: Any) -> Any:
+    """`config` (a model's, nested) with every mixed dtype policy replaced by float32."""
+    if isinstance(config, dict):
+        return {
+            key: "float32" if key == "dtype" and _is_mixed_policy(value) else _float32_dtypes(value)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_float32_dtypes(item) for item in config]
+    return config
+
+
+def float32_model(model: keras.Model) -> keras.Model:
+    """`model` computing in float32: itself if it does, else a copy of it built from its config
+    with every layer in float32, holding the same weights.
+
+    For deployment: TFLite has no builtin float16/bfloat16 kernels for most ops (a mixed model
+    does not convert), and rounds weights itself when asked to quantize. A mixed-precision
+    model's variables are float32 already, so the copy computes what the model would in float32.
+    """
+    if model_precision(model) == "float32":
+        return model
+    copy = model.__class__.from_config(_float32_dtypes(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def model_precision(model: keras.Model) -> str:
     """The precision `model` was built with, from its layers' dtype policies (saved with them):
     its mixed policy, or "float32" when none is mixed (output layers are float32 under any

@@ -36,6 +36,7 @@ from recipes.data.fingerprint import check_same_data
 from recipes.optim.losses import loss_output_activation
 from recipes.train.config import CONFIG_FILE, RunConfig, saved_run_config
 from recipes.train.errors import ConfigurationError, RecipeError
+from recipes.train.execution import float32_model
 from recipes.train.runner import (
     DATASET_FILE,
     FINAL_MODEL,
@@ -144,13 +145,14 @@ def raw_image_model(run: TrainedRun) -> keras.Model:
     """The run's model behind its preprocessing: raw pixels (float 0..255) in, probabilities out.
 
     A model whose last activation is linear (raw scores of a hinge loss) gets a softmax, so that
-    its outputs are probabilities too; "sigmoid" outputs are per-class probabilities already.
+    its outputs are probabilities too; "sigmoid" outputs are per-class probabilities already. A
+    model trained in mixed precision computes in float32 here (`float32_model`).
     """
     inputs = keras.Input(shape=run.image_shape, name="image")
     x = inputs
     for layer in preprocessing_layers(run.preprocessing, run.statistics):
         x = layer(x)
-    outputs = run.model(x)
+    outputs = float32_model(run.model)(x)
     if run.output_activation == "linear":
         outputs = keras.layers.Softmax(name="probabilities")(outputs)
     return keras.Model(inputs, outputs, name=f"{run.model.name}_raw_images")
