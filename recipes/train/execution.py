@@ -169,7 +169,8 @@ def estimate_step_seconds(
 
     The forward passes run `passes` at a time inside one compiled function, so that the time
     of a call into it (what several steps per execution save) is left out; the fastest of
-    `repeats` calls counts. They run in inference mode: no weight, statistic or random state
+    `repeats` calls counts. A step found to take `TARGET_EXECUTION_SECONDS` or more from a
+    single pass is not measured further (it runs one step per execution anyway). They run in inference mode: no weight, statistic or random state
     changes, so the run is the same as without the estimate. Under a strategy each replica
     computes its share of the batch. Returns None for a model whose inputs have unknown sizes.
     """
@@ -184,9 +185,9 @@ def estimate_step_seconds(
         batch.append(tf.constant(rng.normal(size=shape), dtype=tensor.dtype))
     inputs = batch[0] if len(batch) == 1 else batch
 
-    def forward(x: Any) -> tf.Tensor:
+    def forward(x: Any, count: tf.Tensor) -> tf.Tensor:
         total = tf.constant(0.0)
-        for _ in tf.range(passes):  # each pass depends on the last, so none is left out
+        for _ in tf.range(count):  # each pass depends on the last, so none is left out
             outputs = model(x, training=False)
             total += tf.add_n(
                 [tf.reduce_sum(tf.cast(y, "float32")) for y in tf.nest.flatten(outputs)]
@@ -194,16 +195,21 @@ def estimate_step_seconds(
         return total
 
     forward = tf.function(forward, jit_compile=jit_compile)
-    run = tf.function(lambda x: strategy.run(forward, args=(x,)))
+    run = tf.function(lambda x, count: strategy.run(forward, args=(x, count)))
 
-    def seconds() -> float:
+    def seconds(count: int) -> float:
         start = time.perf_counter()
-        for local in strategy.experimental_local_results(run(inputs)):
+        for local in strategy.experimental_local_results(run(inputs, tf.constant(count))):
             local.numpy()
         return time.perf_counter() - start
 
-    seconds()  # traces
-    return STEP_PER_FORWARD * min(seconds() for _ in range(repeats)) / passes
+    seconds(1)  # traces
+    single = STEP_PER_FORWARD * seconds(1)
+    # A step this slow gets one step per execution whatever its exact time: a large model on
+    # large images (ResNet-20 at 224x224) would spend minutes in the full estimate.
+    if single >= TARGET_EXECUTION_SECONDS:
+        return single
+    return STEP_PER_FORWARD * min(seconds(passes) for _ in range(repeats)) / passes
 
 
 @contextlib.contextmanager
