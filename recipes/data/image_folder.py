@@ -123,11 +123,21 @@ def image_channels(paths: Sequence[str]) -> int:
 
     Only the headers are read (Pillow opens lazily). A palette image counts as colour, and so does
     an RGB file whose three channels happen to be equal: telling that would decode every image.
+
+    Raises:
+        ImageFolderError: naming a file whose header Pillow cannot read.
     """
     for path in paths:
-        with Image.open(path) as image:
-            if image.mode not in _GRAY_MODES:
-                return 3
+        try:
+            with Image.open(path) as image:
+                mode = image.mode
+        except OSError:  # Pillow's UnidentifiedImageError: a header too damaged to read
+            raise ImageFolderError(
+                f"{path}: cannot be decoded as an image (its content is corrupt or truncated); "
+                "remove or replace the file"
+            ) from None
+        if mode not in _GRAY_MODES:
+            return 3
     return 1
 
 
