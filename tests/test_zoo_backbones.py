@@ -238,6 +238,22 @@ def test_predict_labels_without_class_index_offline_says_to_pass_one(offline_ker
         assert message.endswith("pass class_index= the path of an imagenet_class_index.json")
 
 
+def failing_command(arguments, env) -> str:
+    """The one-line error of a command that must fail with exit 1 or 2 and no traceback."""
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ")
+    return f"{result.returncode} {last}"
+
+
 def test_predict_recipe_without_class_index_offline_fails_in_one_line(
     offline_keras_env, tmp_path, monkeypatch
 ):
@@ -248,25 +264,11 @@ def test_predict_recipe_without_class_index_offline_fails_in_one_line(
         (photos / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
     flags = ["--fine-tune", "predict", "--dataset", str(photos), "--weights", "none"]
     flags += ["--image-size", "32"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "recipes.finetune_imagenet",
-            *flags,
-            "--out-dir",
-            str(tmp_path / "a"),
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, **offline_keras_env},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    last = failing_command(
+        ["-m", "recipes.finetune_imagenet", *flags, "--out-dir", str(tmp_path / "a")],
+        offline_keras_env,
     )
-    assert result.returncode == 1, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: Keras has no cached copy of the ImageNet class index")
+    assert last.startswith("1 error: Keras has no cached copy of the ImageNet class index")
     assert "URL fetch failure" in last
     assert last.endswith("pass --class-index PATH, the path of an imagenet_class_index.json")
     assert not (tmp_path / "a").exists()
@@ -282,22 +284,6 @@ def test_predict_recipe_without_class_index_offline_fails_in_one_line(
         len(top) == 5 and top[0]["label"].startswith("class") for top in predictions.values()
     )
     assert (out / "predictions.csv").is_file()
-
-
-def failing_command(arguments, env) -> str:
-    """The one-line error of a command that must fail with exit 1 or 2 and no traceback."""
-    result = subprocess.run(
-        [sys.executable, *arguments],
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode in (1, 2) and "Traceback" not in result.stderr, result.stderr[-3000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ")
-    return f"{result.returncode} {last}"
 
 
 def test_zoo_command_fails_in_one_line(offline_keras_env, shared_dir, tmp_path):
