@@ -99,6 +99,14 @@ def undecodable_images(paths: Sequence[str]) -> list[str]:
     return [str(paths[i]) for i in np.flatnonzero(~ok)]
 
 
+def _undecodable_error(path: str | os.PathLike, more: str = "") -> ImageFolderError:
+    """The error naming a file that does not decode (`more`: the other such files, said after)."""
+    return ImageFolderError(
+        f"{path}: cannot be decoded as an image (its content is corrupt or truncated){more}; "
+        "remove or replace the file"
+    )
+
+
 def check_decodable(paths: Sequence[str]) -> None:
     """Raises an `ImageFolderError` naming the files among `paths` that do not decode."""
     bad = undecodable_images(paths)
@@ -108,10 +116,7 @@ def check_decodable(paths: Sequence[str]) -> None:
     if len(bad) > 1:
         listed = ", ".join(bad[1:4]) + (", ..." if len(bad) > 4 else "")
         more = f" ({len(bad)} files fail; the others: {listed})"
-    raise ImageFolderError(
-        f"{bad[0]}: cannot be decoded as an image (its content is corrupt or truncated){more}; "
-        "remove or replace the file"
-    )
+    raise _undecodable_error(bad[0], more)
 
 
 # Pillow's modes of one-channel images: bilevel, 8-bit, 8-bit with alpha, 16/32-bit integer, float.
@@ -132,10 +137,7 @@ def image_channels(paths: Sequence[str]) -> int:
             with Image.open(path) as image:
                 mode = image.mode
         except OSError:  # Pillow's UnidentifiedImageError: a header too damaged to read
-            raise ImageFolderError(
-                f"{path}: cannot be decoded as an image (its content is corrupt or truncated); "
-                "remove or replace the file"
-            ) from None
+            raise _undecodable_error(path) from None
         if mode not in _GRAY_MODES:
             return 3
     return 1
