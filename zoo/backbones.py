@@ -27,6 +27,7 @@ modes), or None for random initialisation.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -34,7 +35,7 @@ import json
 import os
 import re
 import urllib.error
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +86,8 @@ class BackboneSpec:
         Raises:
             WeightsUnavailable: the weights are neither cached nor downloadable (offline, say).
         """
-        try:
+        with _keras_download(WeightsUnavailable):
             return getattr(keras.applications, self.constructor)(**kwargs)
-        except Exception as error:
-            if _download_failure(error) is None:
-                raise
-            raise WeightsUnavailable(" ".join(str(error).split())) from error
 
     @property
     def applications_module(self) -> Any:
@@ -531,16 +528,24 @@ def _download_failure(error: BaseException) -> urllib.error.URLError | None:
     return None
 
 
+@contextlib.contextmanager
+def _keras_download(unavailable: type[DownloadUnavailable]) -> Iterator[None]:
+    """Raises `unavailable` (with Keras' reason on one line) for a download Keras failed inside;
+    other errors pass unchanged."""
+    try:
+        yield
+    except Exception as error:
+        if _download_failure(error) is None:
+            raise
+        raise unavailable(" ".join(str(error).split())) from error
+
+
 def _keras_decode(
     spec: BackboneSpec, probabilities: np.ndarray, top_k: int
 ) -> list[list[tuple[str, str, float]]]:
     """The backbone's own `decode_predictions`, which downloads Keras' class index once."""
-    try:
+    with _keras_download(ClassIndexUnavailable):
         decoded = spec.applications_module.decode_predictions(probabilities, top=top_k)
-    except Exception as error:
-        if _download_failure(error) is None:
-            raise
-        raise ClassIndexUnavailable(" ".join(str(error).split())) from error
     return [[(wnid, label, float(p)) for wnid, label, p in row] for row in decoded]
 
 
