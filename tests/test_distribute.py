@@ -358,6 +358,7 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
     assert not (run_dir / "workertemp_worker_1").exists()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and (run_dir / "loss.png").is_file()
+    assert metrics["steps_per_execution"] == 1  # auto, where several steps fail (see below)
     # The two workers each took half of every global batch of 64: the same training as one
     # device with batches of 64.
     alone = run(
@@ -373,6 +374,28 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
     assert metrics["tta"] == "flip"
     for key in ("test_accuracy", "test_accuracy_tta"):
         assert metrics[key] == pytest.approx(alone[key], abs=2e-3), key
+
+
+@pytest.mark.slow
+def test_several_steps_per_execution_under_multi_worker_are_refused_before_training(tmp_path):
+    """Keras' multi-step training function fails under MultiWorkerMirroredStrategy; each worker
+    says so in one line instead of a graph error from inside fit."""
+    flags = [
+        "--strategy", "multi_worker", "--model", "mlp", "--model-option", "width=32",
+        "--dataset", "sample", "--epochs", "1", "--steps-per-execution", "4",
+        "--out-dir", str(tmp_path / "cluster"),
+    ]  # fmt: skip
+    cluster = start_cluster("recipes.mlp_fashion_mnist", flags, tmp_path, "worker")
+    try:
+        codes = [worker.wait(timeout=300) for worker in cluster.workers]
+    finally:
+        kill_cluster(cluster)
+    assert codes == [2, 2], cluster.log_tails()
+    for log in cluster.logs:
+        last_line = log.read_text().strip().splitlines()[-1]
+        assert last_line.startswith("error: --steps-per-execution 4 cannot train under Multi")
+        assert "run.steps_per_execution=4" in last_line
+    assert not (tmp_path / "cluster" / "metrics.json").exists()
 
 
 @pytest.mark.slow

@@ -16,7 +16,9 @@ resolves for the hardware (`recipes.train.hardware`) and the model:
   scripts/bench_execution.py; none on the machine measured).
 - steps_per_execution: training steps run by one call of the compiled function. `auto` aims at
   executions of about `TARGET_EXECUTION_SECONDS`, from a timed forward pass of the model
-  (`estimate_step_seconds`), capped by the steps of an epoch and `MAX_AUTO_STEPS_PER_EXECUTION`.
+  (`estimate_step_seconds`), capped by the steps of an epoch and `MAX_AUTO_STEPS_PER_EXECUTION`;
+  1 under MultiWorkerMirroredStrategy, where Keras' multi-step function fails
+  (`check_steps_per_execution`).
 
 `Execution` holds the resolved values, which metrics.json reports.
 """
@@ -142,6 +144,27 @@ def check_jit_compile(requested: str, strategy: tf.distribute.Strategy) -> None:
             f"{type(strategy).__name__}: Keras compiles all replicas' step as one XLA "
             "computation, which cannot reach variables on several devices. Use --jit-compile off "
             "or auto (off under tf.distribute). Received: run.jit_compile='on'"
+        )
+
+
+def several_steps_fail(strategy: tf.distribute.Strategy) -> bool:
+    """Whether Keras cannot run several training steps per execution under `strategy`.
+
+    Under MultiWorkerMirroredStrategy, Keras 3's multi-step training function stops with
+    "You must feed a value for placeholder tensor 'while/cond/Placeholder'" at its first call
+    (measured with TensorFlow 2.21 and Keras 3.15 on two workers; keras-team/keras#19246).
+    """
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def check_steps_per_execution(requested: int | str, strategy: tf.distribute.Strategy) -> None:
+    """Refuses several steps per execution where `several_steps_fail`."""
+    if requested != AUTO and requested > 1 and several_steps_fail(strategy):
+        raise ValueError(
+            f"--steps-per-execution {requested} cannot train under MultiWorkerMirroredStrategy: "
+            "Keras' multi-step training function fails there (keras-team/keras#19246). Use "
+            "--steps-per-execution 1 or auto (1 under multi-worker training). Received: "
+            f"run.steps_per_execution={requested}"
         )
 
 

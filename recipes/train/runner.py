@@ -100,12 +100,14 @@ from recipes.train.execution import (
     Execution,
     auto_steps_per_execution,
     check_jit_compile,
+    check_steps_per_execution,
     dtype_policy,
     estimate_step_seconds,
     model_family,
     model_precision,
     resolve_jit_compile,
     resolve_precision,
+    several_steps_fail,
 )
 from recipes.train.files import (
     atomic_save_arrays,
@@ -227,7 +229,9 @@ def resolve_execution(model: keras.Model, config: RunConfig, steps_per_epoch: in
         distributed=tf.distribute.has_strategy(),
     )
     steps = config.run.steps_per_execution
-    if steps == AUTO:
+    if steps == AUTO and several_steps_fail(tf.distribute.get_strategy()):
+        steps = 1
+    elif steps == AUTO:
         step_seconds = estimate_step_seconds(model, config.run.batch_size, jit_compile)
         every = config.run.monitor_every if config.run.monitors else None
         steps = (
@@ -435,6 +439,7 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
     with configuration_errors():
         strategy = strategy_from_config(config)
         check_jit_compile(config.run.jit_compile, strategy)
+        check_steps_per_execution(config.run.steps_per_execution, strategy)
     keras.utils.set_random_seed(config.run.seed)
     run_dir = _run_dir(config, recipe, strategy)
     # A dry run writes nothing, so it owns nothing (and must not create the directory).
