@@ -7,14 +7,14 @@
 Each case is a recipe (`recipes/<name>.py`) with an augmentation setting, measured two ways in
 the same process, one right after the other so that both see the same machine load:
 
-- **recipe**: the real thing, `recipes.train.runner.recipe_main` on the recipe's defaults plus
-  `--dataset`, `--epochs`, `--out-dir` (a temporary directory), `--verbose 0`, `--tta none`,
-  the case's `--augment`, the speed flags at their automatic settings (`--precision auto
-  --jit-compile auto --steps-per-execution auto`, each passed only if the recipe command line
-  knows it) and `--recipe-flags`. An epoch is timed as the runner times it (`wall_time_s` in
-  metrics.json: training plus the validation pass, without the checkpoint writes). The first
-  epoch also traces the training step, so the recipe runs twice, for 1 and for 1 + K epochs,
-  and the difference, divided by K, is the steady-state epoch.
+- **recipe**: the real thing, `recipes.train.runner.run` on the configuration the recipe's
+  command line gives for its defaults plus `--dataset`, `--epochs 1+K`, `--out-dir` (a
+  temporary directory), `--verbose 0`, `--tta none`, the case's `--augment`, the speed flags at
+  their automatic settings (`--precision auto --jit-compile auto --steps-per-execution auto`,
+  each passed only if the recipe command line knows it) and `--recipe-flags`. An epoch timer,
+  called before the runner's own callbacks, times each epoch: training plus the validation
+  pass, without the checkpoint writes. The first epoch also traces the training step; the mean
+  of the next K is the steady-state epoch.
 - **plain**: what a hand-written Keras script does: the same zoo model built in float32, compiled
   with the recipe's optimizer, learning rate and loss and Keras' defaults otherwise,
   `model.fit(x, y, batch_size=B, validation_data=(x_val, y_val))` on float32 NumPy arrays of the
@@ -23,8 +23,7 @@ the same process, one right after the other so that both see the same machine lo
 
 Rows: `recipe_img_s` and `plain_img_s` (training images / steady epoch seconds), `ratio`
 (recipe / plain images/s: above 1.0 the recipe is faster), `cpu_ratio` (the same on the
-process's CPU time, less disturbed by other processes on a shared machine; the recipe's includes
-its K extra checkpoint writes), `epoch_s` (the recipe's steady epoch), `input_share` (the CPU
+process's CPU time, less disturbed by other processes on a shared machine), `epoch_s` (the recipe's steady epoch), `input_share` (the CPU
 seconds of one pass over the recipe's training pipeline alone, without a model, over the CPU
 seconds of its steady epoch: the share of the work that is input conversion, augmentation and
 normalization; far less disturbed by the machine's load than a difference of wall times) and,
@@ -67,7 +66,7 @@ from recipes.data.datasets import load_dataset
 from recipes.optim.losses import get_loss, loss_label_format
 from recipes.optim.optimizers import get_optimizer
 from recipes.train.config import RunConfig, build_parser, resolve_config
-from recipes.train.runner import build_model, compile_model, load_data, recipe_main
+from recipes.train.runner import build_model, compile_model, load_data, run
 from scripts.bench_common import EpochTimer, benchmark_parser, format_tables
 
 # The speed settings a recipe is measured at: each flag is passed when the command line has it.
@@ -183,27 +182,20 @@ class RecipeTiming:
     config: RunConfig
 
 
-def _run_recipe(recipe: str, argv: list[str]) -> tuple[dict[str, Any], float]:
-    """`recipe_main` in a temporary run directory, output silenced; its metrics and CPU seconds."""
-    module = importlib.import_module(f"recipes.{recipe}")
-    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
-        start = time.process_time()
-        metrics = recipe_main(
-            recipe, module.__doc__, module.DEFAULTS, [*argv, "--out-dir", f"{run_dir}/run"]
-        )
-        return metrics, time.process_time() - start
-
-
 def time_recipe(recipe: str, argv: list[str], epochs: int) -> RecipeTiming:
-    """The runner's steady-state epoch for `recipe` with `argv`: runs of 1 and 1 + `epochs`
-    epochs, the difference of their training times divided by `epochs`."""
-    short, short_cpu = _run_recipe(recipe, [*argv, "--epochs", "1"])
-    long, long_cpu = _run_recipe(recipe, [*argv, "--epochs", str(1 + epochs)])
+    """The runner's steady-state epoch for `recipe` with `argv`: the mean wall and CPU seconds
+    of the `epochs` epochs after the first, in a temporary run directory, output silenced."""
+    module = importlib.import_module(f"recipes.{recipe}")
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
+        flags = [*argv, "--epochs", str(1 + epochs), "--out-dir", f"{run_dir}/run"]
+        config = resolve_config(module.DEFAULTS, flags, recipe, module.__doc__)
+        metrics = run(config, recipe=recipe, callbacks=[timer])
     return RecipeTiming(
-        epoch_s=(long["wall_time_s"] - short["wall_time_s"]) / epochs,
-        cpu_s=(long_cpu - short_cpu) / epochs,
-        examples=long["dataset"]["split_sizes"]["train"],
-        config=RunConfig.from_dict(long["config"]),
+        epoch_s=statistics.mean(timer.seconds[1:]),
+        cpu_s=statistics.mean(timer.cpu_seconds[1:]),
+        examples=metrics["dataset"]["split_sizes"]["train"],
+        config=config,
     )
 
 

@@ -48,6 +48,7 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -424,10 +425,16 @@ def _label_images(config: RunConfig, run_dir: Path) -> dict[str, Any]:
     return {"predictions": rounded(predictions)}
 
 
-def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
+def run(
+    config: RunConfig,
+    recipe: str = "recipe",
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, Any]:
     """Trains and evaluates one configuration; returns the metrics written to metrics.json.
 
     The run directory is owned by this process meanwhile (see the module docstring).
+    `callbacks` are more Keras callbacks for the training; at every hook they are called before
+    the runner's own (so an epoch timer among them leaves out the checkpoint writes).
 
     Raises:
         recipes.train.files.RunDirectoryBusy: another process owns the run directory.
@@ -447,7 +454,7 @@ def run(config: RunConfig, recipe: str = "recipe") -> dict[str, Any]:
         _check_run_dir(config, run_dir)
         if config.model.fine_tune == "predict":
             return _label_images(config, run_dir)
-        return _train(config, recipe, strategy, run_dir)
+        return _train(config, recipe, strategy, run_dir, callbacks)
 
 
 def _resume_point(config: RunConfig, recipe: str, run_dir: Path, strategy) -> RunState:
@@ -471,7 +478,13 @@ def _resume_point(config: RunConfig, recipe: str, run_dir: Path, strategy) -> Ru
     return state
 
 
-def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str, Any]:
+def _train(
+    config: RunConfig,
+    recipe: str,
+    strategy,
+    run_dir: Path,
+    extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict[str, Any]:
     """Trains and evaluates in `run_dir`, which this process owns: a new run, or the
     continuation of a saved one once its state has passed every check."""
     state = (
@@ -541,6 +554,7 @@ def _train(config: RunConfig, recipe: str, strategy, run_dir: Path) -> dict[str,
     )
     checkpoint.write_views()
     callbacks = [
+        *extra_callbacks,
         guard,
         checkpoint,
         keras.callbacks.TensorBoard(run_dir / "tensorboard", update_freq="epoch"),
