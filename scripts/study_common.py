@@ -98,6 +98,7 @@ def train_config(
     steps_per_epoch: int | None = None,
     validate: bool = False,
     model: keras.Model | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> StudyRun:
     """Trains `config` for `config.run.epochs` epochs and evaluates it on the test split.
 
@@ -109,6 +110,7 @@ def train_config(
         validate: also compute validation loss and accuracy after every epoch.
         model: an already built model for `config` (e.g. one whose initial activations the study
             has inspected); None builds it.
+        callbacks: more Keras callbacks for `fit` (training stops at a NaN loss regardless).
     """
     datasets, info = load_data(config)
     keras.utils.set_random_seed(config.run.seed)
@@ -124,7 +126,7 @@ def train_config(
         validation_data=datasets["validation"] if validate else None,
         epochs=config.run.epochs,
         verbose=config.run.verbose,
-        callbacks=[keras.callbacks.TerminateOnNaN()],
+        callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks],
         shuffle=False,
     ).history
     seconds = time.perf_counter() - start

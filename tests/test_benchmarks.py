@@ -21,6 +21,7 @@ from scripts import (
     benchmark,
     study_finetune,
     study_learning_rates,
+    study_relu_speed,
     study_transfer_small,
 )
 from scripts.bench_common import format_rows, format_tables
@@ -244,3 +245,41 @@ def test_transfer_study_compares_the_three_settings_over_seeds(tmp_path):
     assert "test accuracy (mean ± std)" in header
     assert [row.split(" | ")[0] for row in rows] == ["| head", "| full", "| scratch"]
     assert all(" | 2 | " in row for row in rows)
+
+
+def speed_run(activation: str, lr: float, errors: list[float]) -> study_relu_speed.SpeedRun:
+    return study_relu_speed.SpeedRun(activation, lr, 0, errors, 100, 1000.0, 0.9)
+
+
+def test_relu_speed_counts_images_to_each_error_and_picks_each_activations_fastest_rate():
+    relu = [speed_run("relu", 0.1, [0.3, 0.2, 0.09]), speed_run("relu", 0.1, [0.24, 0.2, 0.2])]
+    assert [run.images_to(0.25) for run in relu] == [200, 100]
+    assert relu[1].images_to(0.1) == math.inf
+    assert study_relu_speed.median_images(relu, 0.25) == 150
+    assert study_relu_speed.median_images(relu, 0.1) == math.inf  # half never got there
+    slow = [speed_run("tanh", 0.01, [0.5, 0.4, 0.3, 0.24, 0.14, 0.11, 0.1])]
+    fast = [speed_run("tanh", 0.1, [0.3, 0.24, 0.2, 0.16, 0.15, 0.1])]
+    assert study_relu_speed.fastest_lr({0.01: slow, 0.1: fast}) == 0.1  # 10% first
+    assert study_relu_speed.speedup(relu, fast, 0.25) == pytest.approx(200 / 150)
+    assert math.isnan(study_relu_speed.speedup(relu, fast, 0.1))
+    verdicts = [study_relu_speed.verdict(r) for r in (6.0, 2.0, 1.2, math.nan)]
+    assert verdicts == ["holds", "holds partly", "does not hold here", "does not hold here"]
+
+
+@pytest.mark.slow
+def test_relu_speed_study_writes_figure_and_table(tmp_path):
+    flags = ["--epochs", "3", "--steps-per-epoch", "5", "--seeds", "0", "--lrs", "0.05,0.1"]
+    study_relu_speed.main([*flags, "--out-dir", str(tmp_path)])
+    assert (tmp_path / "relu_speed.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (tmp_path / "relu_speed.md").read_text()
+    assert " ".join(flags) in markdown
+    header, _, *rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert "images to 25%" in header and "images to 10%" in header
+    assert [row.split(" | ")[:2] for row in rows] == [
+        ["| relu", "0.050"],
+        ["| relu", "0.100"],
+        ["| tanh", "0.050"],
+        ["| tanh", "0.100"],
+        ["| tanh / relu", "-"],
+    ]
+    assert "Verdict: **" in markdown
