@@ -19,6 +19,7 @@ from scripts import (
     bench_scaling,
     bench_throughput,
     benchmark,
+    study_dead_relus,
     study_finetune,
     study_learning_rates,
     study_relu_speed,
@@ -282,4 +283,33 @@ def test_relu_speed_study_writes_figure_and_table(tmp_path):
         ["| tanh", "0.100"],
         ["| tanh / relu", "-"],
     ]
+    assert "Verdict: **" in markdown
+
+
+def dead_run(lr: float, network_dead: float, diverged: bool = False) -> study_dead_relus.DeadRun:
+    dead = {"dense1_relu": [0.0, network_dead + 0.1], "dense2_relu": [0.0, network_dead - 0.1]}
+    return study_dead_relus.DeadRun(lr, 0, [0, 100], dead, 0.8, diverged)
+
+
+def test_dead_relu_verdict_needs_the_dead_fraction_to_grow_with_the_rate():
+    assert dead_run(0.1, 0.35).network() == pytest.approx([0.0, 0.35])
+    grows_a_lot = {0.01: [dead_run(0.01, 0.1)], 0.1: [dead_run(0.1, 0.35)]}
+    assert study_dead_relus.verdict(grows_a_lot) == "holds"
+    grows_a_little = {0.01: [dead_run(0.01, 0.1)], 0.1: [dead_run(0.1, 0.2)]}
+    assert study_dead_relus.verdict(grows_a_little) == "holds partly"
+    shrinks = {0.01: [dead_run(0.01, 0.4)], 0.1: [dead_run(0.1, 0.2)]}
+    assert study_dead_relus.verdict(shrinks) == "does not hold here"
+    only_one_trains = {0.01: [dead_run(0.01, 0.1)], 0.1: [dead_run(0.1, 0.9, diverged=True)]}
+    assert study_dead_relus.verdict(only_one_trains).startswith("not measurable here")
+
+
+@pytest.mark.slow
+def test_dead_relu_study_writes_figure_and_table(tmp_path):
+    flags = ["--epochs", "2", "--steps-per-epoch", "4", "--seeds", "0", "--monitor-every", "2"]
+    study_dead_relus.main([*flags, "--out-dir", str(tmp_path)])
+    assert (tmp_path / "dead_relus.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (tmp_path / "dead_relus.md").read_text()
+    header, _, *rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert "dense1_relu dead (end)" in header and "dense3_relu dead (end)" in header
+    assert [float(row.split(" | ")[0][2:]) for row in rows] == list(study_dead_relus.LEARNING_RATES)
     assert "Verdict: **" in markdown
