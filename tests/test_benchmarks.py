@@ -19,6 +19,8 @@ from scripts import (
     bench_scaling,
     bench_throughput,
     benchmark,
+    study_batchnorm,
+    study_common,
     study_dead_relus,
     study_finetune,
     study_learning_rates,
@@ -313,3 +315,36 @@ def test_dead_relu_study_writes_figure_and_table(tmp_path):
     assert "dense1_relu dead (end)" in header and "dense3_relu dead (end)" in header
     assert [float(row.split(" | ")[0][2:]) for row in rows] == list(study_dead_relus.LEARNING_RATES)
     assert "Verdict: **" in markdown
+
+
+def test_batchnorm_verdicts_compare_usable_rates_and_spreads_over_initializations():
+    nan = math.nan
+    plain = {0.01: 0.85, 0.1: 0.86, 1.0: nan}
+    assert study_batchnorm.usable_rates(plain) == [0.01, 0.1]
+    assert study_batchnorm.usable_rates({0.1: nan}) == []
+    assert study_batchnorm.rate_verdict(plain, {0.01: 0.85, 0.1: 0.87, 1.0: 0.86}) == "holds"
+    assert study_batchnorm.rate_verdict(plain, {0.01: 0.86, 0.1: 0.5, 1.0: 0.2}) == (
+        "does not hold here"
+    )
+    assert study_batchnorm.spread([0.8, nan, 0.85]) == pytest.approx(0.75)  # diverged: chance
+    assert study_batchnorm.init_verdict([0.85, 0.1, 0.6], [0.86, 0.84, 0.8]) == "holds"
+    assert study_batchnorm.init_verdict([0.85, 0.1], [0.86, 0.4]) == "holds partly"
+    assert study_batchnorm.init_verdict([0.85, 0.84], [0.86, 0.1]).startswith("not measurable")
+    assert math.isnan(study_batchnorm.mean_accuracy([study_run(0.9), study_run(nan, True)]))
+
+
+def study_run(accuracy: float, diverged: bool = False):
+    return study_common.StudyRun("x", {"loss": [1.0]}, accuracy, 1.0, None, diverged)
+
+
+@pytest.mark.slow
+def test_batchnorm_study_writes_figure_and_table(tmp_path):
+    flags = ["--epochs", "1", "--steps-per-epoch", "3", "--seeds", "0"]
+    study_batchnorm.main([*flags, "--out-dir", str(tmp_path)])
+    assert (tmp_path / "batchnorm.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (tmp_path / "batchnorm.md").read_text()
+    header, _, *rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert "test accuracy without BatchNorm" in header and "test accuracy with BatchNorm" in header
+    expected = len(study_batchnorm.LEARNING_RATES) + len(study_batchnorm.INITIALIZATIONS)
+    assert len(rows) == expected
+    assert markdown.count("Verdict on") == 2
