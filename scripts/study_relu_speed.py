@@ -180,7 +180,7 @@ def findings(chosen: dict[str, list[SpeedRun]], seeds: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = study_parser(__doc__.split("\n")[0], epochs=150)
+    parser = study_parser(__doc__.split("\n")[0], epochs=100)
     parser.set_defaults(steps_per_epoch=20)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument(
