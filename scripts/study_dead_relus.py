@@ -54,9 +54,11 @@ MLP = {
     "steps_per_execution": 1,  # the monitor measures between executions: exactly on schedule
 }
 MONITORING_IMAGES = 1000
-# Verdicts: the claim holds when a rate that still trains leaves at least this fraction of the
-# network dead ("as much as 40%"), partly when the dead fraction grows with the rate but less.
+# Verdicts: the claim holds when a rate at which the network still learns (test accuracy at
+# least `LEARNS`) leaves at least `HOLDS` of the network dead ("as much as 40%"), partly when the
+# dead fraction grows with the rate but stays between `HOLDS_PARTLY` and `HOLDS`.
 HOLDS, HOLDS_PARTLY = 0.3, 0.1
+LEARNS = 0.5
 
 
 @dataclass
@@ -107,11 +109,16 @@ def final_network_dead(runs: list[DeadRun]) -> float:
     return statistics.mean(run.network()[-1] for run in runs)
 
 
+def learns(runs: list[DeadRun]) -> bool:
+    """Whether every seed trained without diverging to a test accuracy of at least `LEARNS`."""
+    return all(not run.diverged and run.test_accuracy >= LEARNS for run in runs)
+
+
 def verdict(by_lr: dict[float, list[DeadRun]]) -> str:
-    trained = {lr: runs for lr, runs in by_lr.items() if not any(r.diverged for r in runs)}
-    if len(trained) < 2:
-        return "not measurable here (fewer than two rates trained without diverging)"
-    finals = {lr: final_network_dead(runs) for lr, runs in trained.items()}
+    learning = {lr: runs for lr, runs in by_lr.items() if learns(runs)}
+    if len(learning) < 2:
+        return "not measurable here (fewer than two rates at which the network learns)"
+    finals = {lr: final_network_dead(runs) for lr, runs in learning.items()}
     lowest, highest = min(finals), max(finals)
     grows = finals[highest] > finals[lowest]
     peak = max(finals.values())
@@ -135,6 +142,7 @@ def findings(by_lr: dict[float, list[DeadRun]], seeds: list[int]) -> str:
             f"lr {lr:g} ends with {final_network_dead(runs):.0%} of the hidden units dead "
             f"(most in {deadliest}: {statistics.mean(r.dead[deadliest][-1] for r in runs):.0%}), "
             f"test accuracy {statistics.mean(r.test_accuracy for r in runs):.3f}"
+            + ("" if learns(runs) else " (it no longer learns)")
         )
     return (
         'The claim (the course): "as much as 40% of your network can be dead" with a too-high '
@@ -142,9 +150,9 @@ def findings(by_lr: dict[float, list[DeadRun]], seeds: list[int]) -> str:
         f"seeds {', '.join(map(str, seeds))}, a unit being dead when it outputs "
         f"zero for all {MONITORING_IMAGES} monitoring images: "
         + "; ".join(parts)
-        + f". Verdict: **{verdict(by_lr)}** (holds: a rate that still trains leaves >= "
-        f"{HOLDS:.0%} of the network dead and the fraction grows with the rate; partly: it grows, "
-        f"to between {HOLDS_PARTLY:.0%} and {HOLDS:.0%})."
+        + f". Verdict: **{verdict(by_lr)}** (holds: at a rate where the network still learns, "
+        f"test accuracy >= {LEARNS:g}, >= {HOLDS:.0%} of the network is dead and the fraction "
+        f"grows with the rate; partly: it grows, to between {HOLDS_PARTLY:.0%} and {HOLDS:.0%})."
     )
 
 

@@ -288,9 +288,11 @@ def test_relu_speed_study_writes_figure_and_table(tmp_path):
     assert "Verdict: **" in markdown
 
 
-def dead_run(lr: float, network_dead: float, diverged: bool = False) -> study_dead_relus.DeadRun:
+def dead_run(
+    lr: float, network_dead: float, diverged: bool = False, accuracy: float = 0.8
+) -> study_dead_relus.DeadRun:
     dead = {"dense1_relu": [0.0, network_dead + 0.1], "dense2_relu": [0.0, network_dead - 0.1]}
-    return study_dead_relus.DeadRun(lr, 0, [0, 100], dead, 0.8, diverged)
+    return study_dead_relus.DeadRun(lr, 0, [0, 100], dead, accuracy, diverged)
 
 
 def test_dead_relu_verdict_needs_the_dead_fraction_to_grow_with_the_rate():
@@ -303,6 +305,9 @@ def test_dead_relu_verdict_needs_the_dead_fraction_to_grow_with_the_rate():
     assert study_dead_relus.verdict(shrinks) == "does not hold here"
     only_one_trains = {0.01: [dead_run(0.01, 0.1)], 0.1: [dead_run(0.1, 0.9, diverged=True)]}
     assert study_dead_relus.verdict(only_one_trains).startswith("not measurable here")
+    # A network that died whole no longer learns: its rate does not count for the claim.
+    collapsed = {**grows_a_little, 0.2: [dead_run(0.2, 0.9, accuracy=0.1)]}
+    assert study_dead_relus.verdict(collapsed) == "holds partly"
 
 
 @pytest.mark.slow
