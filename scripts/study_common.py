@@ -112,8 +112,10 @@ def train_config(
             has inspected); None builds it.
         callbacks: more Keras callbacks for `fit` (training stops at a NaN loss regardless).
     """
-    datasets, info = load_data(config)
+    # Seeded before the data, as the runner does: the first configuration of a process then
+    # trains as every later one with the same seed.
     keras.utils.set_random_seed(config.run.seed)
+    datasets, info = load_data(config)
     if model is None:
         model = build_model(config, info.image_shape, info.num_classes)
     full_steps = math.ceil(info.split_sizes["train"] / config.run.batch_size)

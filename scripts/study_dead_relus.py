@@ -30,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import keras
+
 from recipes.callbacks.monitors import DeadReluMonitor, take_monitoring_batch
 from recipes.train.runner import build_model, load_data
 from scripts.study_common import (
@@ -79,6 +81,7 @@ class DeadRun:
 
 def train_one(args, lr: float, seed: int) -> DeadRun:
     config = study_config(args, **MLP, lr=lr, seed=seed)
+    keras.utils.set_random_seed(seed)  # the model is built here, before train_config seeds
     datasets, info = load_data(config)
     monitoring_images, _ = take_monitoring_batch(datasets["validation"], MONITORING_IMAGES)
     monitor = DeadReluMonitor(monitoring_images, every_n_batches=args.monitor_every)
