@@ -146,10 +146,9 @@ def findings(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = study_parser(__doc__.split("\n")[0], epochs=3)
-    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
+    parser = study_parser(__doc__.split("\n")[0], epochs=3, seeds="0,1")
     args = parser.parse_args(argv)
-    seeds = [int(seed) for seed in args.seeds.split(",")]
+    seeds = args.seeds
 
     def train(norm: str, label: str, **settings) -> float:
         runs = [

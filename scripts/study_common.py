@@ -18,7 +18,7 @@ import argparse
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,25 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STUDIES_DIR = REPO_ROOT / "docs" / "studies"
 
 
-def study_parser(description: str, epochs: int) -> argparse.ArgumentParser:
-    """The flags every study takes; a study adds its own."""
+def number_list(kind: type[int] | type[float]) -> Callable[[str], list]:
+    """An argparse type: comma-separated numbers of `kind` ("0,1,2" -> [0, 1, 2])."""
+
+    def parse(text: str) -> list:
+        try:
+            return [kind(item) for item in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values such as 0,1,2; got {text!r}"
+            ) from None
+
+    return parse
+
+
+def study_parser(
+    description: str, epochs: int, seeds: str | None = None
+) -> argparse.ArgumentParser:
+    """The flags every study takes; a study adds its own. With `seeds` (e.g. "0,1"), a study
+    that trains every configuration over several seeds gets `--seeds`, a list of ints."""
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -48,25 +65,27 @@ def study_parser(description: str, epochs: int) -> argparse.ArgumentParser:
     parser.add_argument(
         "--steps-per-epoch", type=int, help="train only this many batches per epoch (default: all)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    if seeds is None:
+        parser.add_argument("--seed", type=int, default=0)
+    else:
+        parser.add_argument(
+            "--seeds",
+            type=number_list(int),
+            default=seeds,
+            help=f"comma-separated (default {seeds})",
+        )
     parser.add_argument("--out-dir", type=Path, default=STUDIES_DIR, help="default docs/studies")
     return parser
 
 
 def study_config(args: argparse.Namespace, **overrides: Any) -> RunConfig:
     """A full run configuration: the runner's defaults, the study's data flags, `overrides`
-    (by flat option name, e.g. `activation="tanh"`, `lr=0.1`, `model_options={...}`)."""
-    return RunConfig.from_dict(
-        {
-            "dataset": args.dataset,
-            "manual_dir": args.manual_dir,
-            "epochs": args.epochs,
-            "seed": args.seed,
-            "verbose": 0,
-            **overrides,
-        },
-        "the study's settings",
-    )
+    (by flat option name, e.g. `activation="tanh"`, `lr=0.1`, `model_options={...}`). A study
+    with `--seeds` passes each run's `seed` among the overrides."""
+    settings = {"dataset": args.dataset, "manual_dir": args.manual_dir, "epochs": args.epochs}
+    if "seed" in vars(args):
+        settings["seed"] = args.seed
+    return RunConfig.from_dict({**settings, "verbose": 0, **overrides}, "the study's settings")
 
 
 @dataclass
@@ -230,5 +249,6 @@ def command_line(script: str, args: argparse.Namespace, defaults: argparse.Names
     flags = []
     for key, value in vars(args).items():
         if value != getattr(defaults, key) and key != "out_dir":
-            flags.append(f"--{key.replace('_', '-')} {value}")
+            shown = ",".join(f"{item:g}" for item in value) if isinstance(value, list) else value
+            flags.append(f"--{key.replace('_', '-')} {shown}")
     return " ".join([f"python scripts/{script}", *flags])

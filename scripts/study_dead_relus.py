@@ -160,13 +160,12 @@ def findings(by_lr: dict[float, list[DeadRun]], seeds: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = study_parser(__doc__.split("\n")[0], epochs=5)
-    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default 0,1)")
+    parser = study_parser(__doc__.split("\n")[0], epochs=5, seeds="0,1")
     parser.add_argument(
         "--monitor-every", type=int, default=100, help="steps between measurements (default 100)"
     )
     args = parser.parse_args(argv)
-    seeds = [int(seed) for seed in args.seeds.split(",")]
+    seeds = args.seeds
     by_lr = {lr: [train_one(args, lr, seed) for seed in seeds] for lr in LEARNING_RATES}
     for lr, runs in by_lr.items():
         print(f"lr={lr:g}: dead at the end {[round(r.network()[-1], 3) for r in runs]}", flush=True)

@@ -43,6 +43,7 @@ from scripts.study_common import (
     command_line,
     markdown_table,
     new_figure,
+    number_list,
     study_config,
     study_parser,
     train_config,
@@ -180,15 +181,17 @@ def findings(chosen: dict[str, list[SpeedRun]], seeds: list[int]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = study_parser(__doc__.split("\n")[0], epochs=100)
+    parser = study_parser(__doc__.split("\n")[0], epochs=100, seeds="0,1,2")
     parser.set_defaults(steps_per_epoch=20)
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument(
-        "--lrs", default="0.01,0.03,0.1", help="learning rates tried for each activation"
+        "--lrs",
+        type=number_list(float),
+        default="0.01,0.03,0.1",
+        help="learning rates tried for each activation (default 0.01,0.03,0.1)",
     )
     args = parser.parse_args(argv)
-    seeds = [int(seed) for seed in args.seeds.split(",")]
-    lrs = [float(lr) for lr in args.lrs.split(",")]
+    seeds = args.seeds
+    lrs = args.lrs
     runs: dict[str, dict[float, list[SpeedRun]]] = {}
     for activation in ACTIVATIONS:
         runs[activation] = {}

@@ -90,6 +90,20 @@ def test_markdown_table_and_command_line():
     assert command_line("s.py", args, parser.parse_args([])) == "python scripts/s.py --epochs 5"
 
 
+def test_studies_over_seeds_take_a_list_and_refuse_a_malformed_one(capsys):
+    parser = study_common.study_parser("d", epochs=3, seeds="0,1")
+    args = parser.parse_args(["--seeds", "2,5"])
+    assert args.seeds == [2, 5] and parser.parse_args([]).seeds == [0, 1]
+    assert "seed" not in vars(args)
+    assert study_common.study_config(args, seed=5).run.seed == 5
+    assert command_line("s.py", args, parser.parse_args([])) == "python scripts/s.py --seeds 2,5"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--seeds", "0,one"])
+    assert (
+        "expected comma-separated int values such as 0,1,2; got '0,one'" in capsys.readouterr().err
+    )
+
+
 @pytest.mark.slow
 def test_layers_rows():
     rows = bench_layers.run_benchmarks(quick=True)
