@@ -79,6 +79,13 @@ def tta_accuracy(runs: list[dict]) -> str:
     return f"{mean_and_spread([run['test_accuracy_tta'] for run in runs])} ({modes.pop()})"
 
 
+def seed_count(runs: list[dict]) -> str:
+    """The row's seeds: how many distinct ones, and the runs when a seed was run again (a
+    repeat on later code counts as a run of its own in the mean, not as another seed)."""
+    seeds = len({run["config"]["seed"] for run in runs})
+    return str(seeds) if seeds == len(runs) else f"{seeds} ({len(runs)} runs)"
+
+
 def markdown_table(groups: dict[str, list[dict]]) -> str:
     """One row per experiment: accuracy as mean (± half the range when there are several seeds)."""
     lines = [
@@ -95,7 +102,7 @@ def markdown_table(groups: dict[str, list[dict]]) -> str:
         lines.append(
             f"| {recipe} | {config['model']} | {config.get('norm') or 'default'} "
             f"| {first['dataset']['name']} | {config['batch_size']} | {first['epochs']} "
-            f"| {len(runs)} | {mean_and_spread([run['test_accuracy'] for run in runs])} "
+            f"| {seed_count(runs)} | {mean_and_spread([run['test_accuracy'] for run in runs])} "
             f"| {tta_accuracy(runs)} | {first['parameters']:,} | {wall / 60:.1f} min "
             f"| {changed_settings(recipe, config)} |"
         )

@@ -1,5 +1,7 @@
 """scripts/collect_results.py on real run directories written by a recipe."""
 
+import shutil
+
 import pytest
 
 from scripts import collect_results, evaluate_run
@@ -87,3 +89,11 @@ def test_results_doc_table_is_what_the_script_prints_from_the_kept_runs():
     groups = collect_results.load_runs(sorted((docs / "runs").iterdir()))
     table = collect_results.markdown_table(groups)
     assert table in (docs / "RESULTS.md").read_text()
+
+
+def test_a_seed_run_again_counts_as_a_run_not_as_another_seed(run_dirs, tmp_path):
+    again = tmp_path / "s0-again"
+    shutil.copytree(run_dirs / "s0", again)
+    groups = collect_results.load_runs([run_dirs / "s0", run_dirs / "s1", again])
+    (row,) = collect_results.markdown_table(groups).splitlines()[2:]
+    assert "| 2 (3 runs) |" in row
