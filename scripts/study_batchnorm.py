@@ -100,7 +100,8 @@ def rate_verdict(plain: dict[float, float], batchnorm: dict[float, float]) -> st
     plain_rates, bn_rates = usable_rates(plain), usable_rates(batchnorm)
     if not plain_rates or not bn_rates:
         return "not measurable here (a normalization had no usable rate)"
-    factor = max(bn_rates) / max(plain_rates)
+    # Rounded: the grid's rates are decimal, and 0.3 / 0.1 is 2.9999999999999996 in floats.
+    factor = round(max(bn_rates) / max(plain_rates), 6)
     if factor >= HIGHER_RATES_HOLD:
         return "holds"
     return "holds partly" if factor > 1 else "does not hold here"

@@ -342,6 +342,8 @@ def test_batchnorm_verdicts_compare_usable_rates_and_spreads_over_initialization
     assert study_batchnorm.usable_rates(plain) == [0.01, 0.1]
     assert study_batchnorm.usable_rates({0.1: nan}) == []
     assert study_batchnorm.rate_verdict(plain, {0.01: 0.85, 0.1: 0.87, 1.0: 0.86}) == "holds"
+    three_times = {0.1: 0.85, 0.3: 0.86}
+    assert study_batchnorm.rate_verdict({0.1: 0.85, 0.3: nan}, three_times) == "holds"
     assert study_batchnorm.rate_verdict(plain, {0.01: 0.86, 0.1: 0.5, 1.0: 0.2}) == (
         "does not hold here"
     )
