@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from scripts.study_common import (
+    RELU_MLP,
     StudyRun,
     command_line,
     markdown_table,
@@ -53,14 +54,6 @@ INITIALIZATIONS = {
     "normal 1.0": {"init": "small_random", "init_stddev": 1.0},
 }
 INIT_LR = 0.01
-MLP = {
-    "model": "mlp",
-    "model_options": {"depth": 3, "width": 256},
-    "activation": "relu",
-    "optimizer": "momentum",
-    "optimizer_options": {"momentum": 0.9},
-    "batch_size": 64,
-}
 USABLE_MARGIN = 0.02
 # Verdicts. Learning rates: BatchNorm's highest usable rate over the plain network's, holds at
 # this factor or more (the paper's "much higher": it trained at 5x and 30x the baseline's rate).
@@ -154,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     def train(norm: str, label: str, **settings) -> float:
         runs = [
             train_config(
-                study_config(args, **MLP, norm=norm, seed=seed, **settings),
+                study_config(args, **RELU_MLP, norm=norm, seed=seed, **settings),
                 label,
                 steps_per_epoch=args.steps_per_epoch,
             )

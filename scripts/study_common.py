@@ -37,6 +37,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 STUDIES_DIR = REPO_ROOT / "docs" / "studies"
 
 
+# The course's 3x256 ReLU MLP trained with SGD and momentum 0.9 on batches of 64: the network the
+# dead-ReLU and BatchNorm studies vary one setting of.
+RELU_MLP: dict[str, Any] = {
+    "model": "mlp",
+    "model_options": {"depth": 3, "width": 256},
+    "activation": "relu",
+    "optimizer": "momentum",
+    "optimizer_options": {"momentum": 0.9},
+    "batch_size": 64,
+}
+
+
 def number_list(kind: type[int] | type[float]) -> Callable[[str], list]:
     """An argparse type: comma-separated numbers of `kind` ("0,1,2" -> [0, 1, 2])."""
 

@@ -35,6 +35,7 @@ import keras
 from recipes.callbacks.monitors import DeadReluMonitor, take_monitoring_batch
 from recipes.train.runner import build_model, load_data
 from scripts.study_common import (
+    RELU_MLP,
     command_line,
     markdown_table,
     new_figure,
@@ -46,13 +47,8 @@ from scripts.study_common import (
 
 LEARNING_RATES = (0.01, 0.05, 0.1, 0.2, 0.5)
 MLP = {
-    "model": "mlp",
-    "model_options": {"depth": 3, "width": 256},
-    "activation": "relu",
+    **RELU_MLP,
     "init": "he",
-    "optimizer": "momentum",
-    "optimizer_options": {"momentum": 0.9},
-    "batch_size": 64,
     "steps_per_execution": 1,  # the monitor measures between executions: exactly on schedule
 }
 MONITORING_IMAGES = 1000
