@@ -113,6 +113,21 @@ def test_describe_backbone_counts_params_without_weights():
     assert "preprocess_input" in info["doc"]
 
 
+def test_locally_connected_net_has_a_shared_weight_twin_of_the_same_shapes():
+    local = zoo.create("locally_connected_net")
+    shared = zoo.create("locally_connected_net", share_weights=True)
+    for index in (1, 2):
+        unshared, conv = local.get_layer(f"local{index}"), shared.get_layer(f"shared{index}")
+        assert isinstance(conv, keras.layers.Conv2D) and conv.padding == "valid"
+        assert unshared.output.shape == conv.output.shape
+        # One 3x3 kernel per output position against one for the whole map.
+        positions = unshared.output.shape[1] * unshared.output.shape[2]
+        assert unshared.kernel.shape[0] == positions
+    assert shared.count_params() < local.count_params()
+    with pytest.raises(ValueError, match="`share_weights` must be True or False"):
+        zoo.create("locally_connected_net", share_weights="yes")
+
+
 def test_model_defaults_reach_the_knobs():
     lenet = zoo.create("lenet5")
     assert lenet.get_layer("conv1_tanh").get_config()["activation"] == "tanh"

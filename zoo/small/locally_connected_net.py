@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from layers.validation import check_bool
 from zoo.knobs import Knobs
 from zoo.registry import register_model
 from zoo.small.common import image_input
@@ -22,6 +23,7 @@ def locally_connected_net(
     conv_filters: tuple[int, ...] = (32, 16),
     local_filters: tuple[int, ...] = (16, 16),
     dense_units: int = 128,
+    share_weights: bool = False,
 ) -> keras.Model:
     """Conv - max pool - conv, then 3x3 locally connected (unshared) layers, dense, softmax.
 
@@ -34,7 +36,11 @@ def locally_connected_net(
         conv_filters: feature maps of the convolutional layers (a 2x2 max pool after the first).
         local_filters: feature maps of the locally connected 3x3 layers (valid padding).
         dense_units: units of the dense layer before the classifier.
+        share_weights: make the 3x3 layers valid-padding convolutions instead: the same depth,
+            shapes and computation, with each layer's weights shared across positions (the
+            control that isolates what unshared weights cost and bring).
     """
+    check_bool("share_weights", share_weights, owner="locally_connected_net")
     # Each valid 3x3 locally connected layer trims 2 pixels off the pooled map.
     min_size = 2 * (2 * len(local_filters) + 1)
     inputs = image_input(input_shape, model="locally_connected_net", min_size=min_size)
@@ -44,7 +50,10 @@ def locally_connected_net(
         if index == 1:
             x = keras.layers.MaxPooling2D(2, name="pool1")(x)
     for index, maps in enumerate(local_filters, start=1):
-        x = knobs.locally_connected_unit(x, maps, 3, name=f"local{index}")
+        if share_weights:
+            x = knobs.conv_unit(x, maps, 3, name=f"shared{index}", padding="valid")
+        else:
+            x = knobs.locally_connected_unit(x, maps, 3, name=f"local{index}")
     x = keras.layers.Flatten(name="flatten")(x)
     x = knobs.hidden_dropout(x, name="flatten_dropout")
     x = knobs.dense_unit(x, dense_units, name="dense")
