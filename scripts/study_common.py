@@ -112,6 +112,9 @@ class StudyRun:
         seconds: training wall time.
         model: the trained model (None when the runner trained it).
         diverged: the loss became NaN or infinite and training stopped.
+        train_accuracy: accuracy on the training split after training, in inference mode (no
+            dropout), when the study asked for it; NaN otherwise.
+        images: training images the run went through (every epoch; 0 when unknown).
     """
 
     label: str
@@ -120,6 +123,8 @@ class StudyRun:
     seconds: float
     model: keras.Model | None
     diverged: bool = False
+    train_accuracy: float = math.nan
+    images: int = 0
 
 
 def train_config(
@@ -130,6 +135,7 @@ def train_config(
     validate: bool = False,
     model: keras.Model | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    evaluate_train: bool = False,
 ) -> StudyRun:
     """Trains `config` for `config.run.epochs` epochs and evaluates it on the test split.
 
@@ -142,6 +148,8 @@ def train_config(
         model: an already built model for `config` (e.g. one whose initial activations the study
             has inspected); None builds it.
         callbacks: more Keras callbacks for `fit` (training stops at a NaN loss regardless).
+        evaluate_train: also measure the accuracy on the whole training split in inference mode
+            (augmented if the config augments), for the generalization gap.
     """
     # Seeded before the data, as the runner does: the first configuration of a process then
     # trains as every later one with the same seed.
@@ -164,12 +172,103 @@ def train_config(
     ).history
     seconds = time.perf_counter() - start
     diverged = not all(math.isfinite(loss) for loss in history["loss"])
-    test_accuracy = (
-        math.nan
-        if diverged
-        else float(model.evaluate(datasets["test"], verbose=0, return_dict=True)["accuracy"])
+
+    def accuracy(split: str) -> float:
+        if diverged:
+            return math.nan
+        return float(model.evaluate(datasets[split], verbose=0, return_dict=True)["accuracy"])
+
+    train_accuracy = accuracy("train") if evaluate_train else math.nan
+    images_per_epoch = min(steps * config.run.batch_size, info.split_sizes["train"])
+    return StudyRun(
+        label,
+        history,
+        accuracy("test"),
+        seconds,
+        model,
+        diverged,
+        train_accuracy=train_accuracy,
+        images=images_per_epoch * len(history["loss"]),
     )
-    return StudyRun(label, history, test_accuracy, seconds, model, diverged)
+
+
+def train_over_seeds(args: argparse.Namespace, label: str, **overrides: Any) -> list[StudyRun]:
+    """Trains one configuration (`study_config(args, **overrides)`) once per seed of
+    `args.seeds`, each for `args.steps_per_epoch` batches per epoch (all when unset), measuring
+    the training accuracy too."""
+    runs = []
+    for seed in args.seeds:
+        config = study_config(args, **overrides, seed=seed)
+        runs.append(
+            train_config(config, label, steps_per_epoch=args.steps_per_epoch, evaluate_train=True)
+        )
+        print(
+            f"{label} seed {seed}: test accuracy {runs[-1].test_accuracy:.4f}, "
+            f"training accuracy {runs[-1].train_accuracy:.4f}, {runs[-1].seconds:.0f} s",
+            flush=True,
+        )
+    return runs
+
+
+def mean_and_spread(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and the sample standard deviation (0 for one value) of `values`."""
+    mean = float(np.mean(values))
+    return mean, float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def gain_and_noise(runs: Sequence[StudyRun], baseline: Sequence[StudyRun]) -> tuple[float, float]:
+    """How much more accurate on the test split `runs` are than `baseline` (difference of the
+    seed means), and the larger of the two seed spreads: a gain below it is within noise."""
+    mean, spread = mean_and_spread([run.test_accuracy for run in runs])
+    base_mean, base_spread = mean_and_spread([run.test_accuracy for run in baseline])
+    return mean - base_mean, max(spread, base_spread)
+
+
+def seeds_row(label: str, runs: Sequence[StudyRun]) -> dict[str, Any]:
+    """A table row summarizing one configuration over seeds: test and training accuracy (mean
+    and spread), their gap, the parameter count, and training seconds and images per second
+    (every epoch, tracing included)."""
+    test, test_spread = mean_and_spread([run.test_accuracy for run in runs])
+    train = float(np.mean([run.train_accuracy for run in runs]))
+    return {
+        "configuration": label,
+        "test accuracy": f"{test:.4f} +- {test_spread:.4f}",
+        "training accuracy": train,
+        "gap": train - test,
+        "parameters": f"{runs[0].model.count_params():,}" if runs[0].model else "-",
+        "seconds": float(np.mean([run.seconds for run in runs])),
+        "images/s": float(np.mean([run.images / run.seconds for run in runs])),
+    }
+
+
+def comparison_figure(by_label: dict[str, list[StudyRun]], title: str) -> Figure:
+    """Configurations trained over seeds, side by side: the training accuracy per epoch (training
+    mode, mean of seeds) and the training and test accuracy after training (inference mode)."""
+    figure, (curve_axis, bar_axis) = new_figure(2, width=5.5)
+    for label, runs in by_label.items():
+        curve = np.mean([run.history["accuracy"] for run in runs], axis=0)
+        curve_axis.plot(np.arange(1, len(curve) + 1), curve, label=label)
+    curve_axis.set_title("training accuracy per epoch (training mode, mean of seeds)", fontsize=10)
+    curve_axis.set_xlabel("epoch")
+    curve_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curve_axis.set_ylabel("accuracy")
+    curve_axis.grid(alpha=0.3)
+    curve_axis.legend(fontsize=8)
+    labels = list(by_label)
+    positions = np.arange(len(labels))
+    for offset, (metric, name) in enumerate(
+        (("train_accuracy", "training"), ("test_accuracy", "test"))
+    ):
+        values = [np.mean([getattr(run, metric) for run in by_label[label]]) for label in labels]
+        bar_axis.bar(positions + 0.4 * offset - 0.2, values, width=0.4, label=name)
+    bar_axis.set_xticks(positions, labels, rotation=25, ha="right", fontsize=8)
+    lowest = min(np.mean([run.test_accuracy for run in runs]) for runs in by_label.values())
+    bar_axis.set_ylim(max(0.0, lowest - 0.05), 1.0)
+    bar_axis.set_title("accuracy after training (inference mode, mean of seeds)", fontsize=10)
+    bar_axis.grid(alpha=0.3, axis="y")
+    bar_axis.legend(fontsize=8)
+    figure.suptitle(title)
+    return figure
 
 
 def run_recipe(config: RunConfig, label: str) -> tuple[dict[str, Any], StudyRun | None]:

@@ -24,13 +24,16 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import keras
+import numpy as np
 
 from recipes.data.datasets import load_dataset
 from recipes.train.runner import build_model
 from scripts.study_common import (
     command_line,
     markdown_table,
+    mean_and_spread,
     new_figure,
+    number_list,
     study_config,
     study_parser,
     train_config,
@@ -52,10 +55,11 @@ def with_batchnorm_momentum(model: keras.Model, momentum: float) -> keras.Model:
     return model
 
 
-def findings(rows: list[dict]) -> str:
+def findings(rows: list[dict], batch_sizes: list[int], seeds: list[int], whole_epochs: bool) -> str:
     """What the runs show, next to what the course says."""
     error = {(row["norm"], row["batch size"]): row["test error"] for row in rows}
-    smallest, largest = min(BATCH_SIZES), max(BATCH_SIZES)
+    spread = max(row["test error spread"] for row in rows)
+    smallest, largest = min(batch_sizes), max(batch_sizes)
 
     def span(norm: str) -> str:
         return (
@@ -75,50 +79,73 @@ def findings(rows: list[dict]) -> str:
         "current batch, which become noisy estimates at small batch sizes, while at test time it "
         "uses moving averages of them, so its error grows as the batch shrinks; GroupNorm "
         "normalizes each example over groups of channels, independent of the batch, and keeps "
-        f"its accuracy at any batch size. Test error measured here: {span('batch')}; "
+        f"its accuracy at any batch size. Test error measured here (mean of seeds "
+        f"{', '.join(map(str, seeds))}; seed spread up to {spread:.3f}): {span('batch')}; "
         f"{span('group')}; {span('none')}. Going from batch {largest} to batch {smallest} costs "
         f"BatchNorm {batch_penalty:+.3f} and GroupNorm {group_penalty:+.3f} in test error, "
-        f"{verdict}. Every configuration saw the same number of examples; small batches take "
-        "many more (cheaper) steps."
+        f"{verdict}. "
+        + (
+            "Every configuration saw the same number of examples; small batches take many more "
+            "(cheaper) steps."
+            if whole_epochs
+            else "Each epoch was cut to the same number of steps, so small batches saw fewer "
+            "examples."
+        )
+    )
+
+
+def train_one(args, info, norm: str, batch_size: int, seed: int):
+    config = study_config(
+        args,
+        model="lenet5",
+        activation="relu",
+        init="he",
+        norm=norm,
+        groups=4,
+        optimizer="momentum",
+        lr=BASE_LR * batch_size / BASE_BATCH,
+        optimizer_options={"momentum": 0.9},
+        batch_size=batch_size,
+        seed=seed,
+    )
+    keras.utils.set_random_seed(seed)  # the model is built here, before train_config seeds
+    model = with_batchnorm_momentum(
+        build_model(config, info.image_shape, info.num_classes), BATCHNORM_MOMENTUM
+    )
+    return train_config(
+        config, f"{norm}@{batch_size}", steps_per_epoch=args.steps_per_epoch, model=model
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = study_parser(__doc__.split("\n")[0], epochs=3)
+    parser = study_parser(__doc__.split("\n")[0], epochs=3, seeds="0")
+    parser.add_argument(
+        "--batch-sizes",
+        type=number_list(int),
+        default=",".join(map(str, BATCH_SIZES)),
+        help=f"comma-separated (default {','.join(map(str, BATCH_SIZES))})",
+    )
     args = parser.parse_args(argv)
-    _, info = load_dataset(args.dataset, "train", manual_dir=args.manual_dir, seed=args.seed)
+    _, info = load_dataset(args.dataset, "train", manual_dir=args.manual_dir, seed=args.seeds[0])
     rows = []
     for norm in NORMS:
-        for batch_size in BATCH_SIZES:
-            config = study_config(
-                args,
-                model="lenet5",
-                activation="relu",
-                init="he",
-                norm=norm,
-                groups=4,
-                optimizer="momentum",
-                lr=BASE_LR * batch_size / BASE_BATCH,
-                optimizer_options={"momentum": 0.9},
-                batch_size=batch_size,
-            )
-            model = with_batchnorm_momentum(
-                build_model(config, info.image_shape, info.num_classes), BATCHNORM_MOMENTUM
-            )
-            run = train_config(
-                config, f"{norm}@{batch_size}", steps_per_epoch=args.steps_per_epoch, model=model
-            )
+        for batch_size in args.batch_sizes:
+            runs = [train_one(args, info, norm, batch_size, seed) for seed in args.seeds]
+            error, error_spread = mean_and_spread([1.0 - run.test_accuracy for run in runs])
             rows.append(
                 {
                     "norm": norm,
                     "batch size": batch_size,
-                    "lr": config.optim.lr,
-                    "final training loss": run.history["loss"][-1],
-                    "test error": 1.0 - run.test_accuracy,
-                    "seconds": run.seconds,
+                    "lr": BASE_LR * batch_size / BASE_BATCH,
+                    "final training loss": float(np.mean([r.history["loss"][-1] for r in runs])),
+                    "test error": error,
+                    "test error spread": error_spread,
+                    "seconds": float(np.mean([run.seconds for run in runs])),
                 }
             )
-            print(f"{norm} @ {batch_size}: test error {rows[-1]['test error']:.3f}", flush=True)
+            print(
+                f"{norm} @ {batch_size}: test error {error:.3f} +- {error_spread:.3f}", flush=True
+            )
     figure, (error_axis, loss_axis) = new_figure(2)
     for norm in NORMS:
         mine = [row for row in rows if row["norm"] == norm]
@@ -127,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         loss_axis.plot(sizes, [row["final training loss"] for row in mine], marker="o", label=norm)
     for axis, metric in ((error_axis, "test error"), (loss_axis, "final training loss")):
         axis.set_xscale("log", base=2)
-        axis.set_xticks(BATCH_SIZES, [str(size) for size in BATCH_SIZES])
+        axis.set_xticks(args.batch_sizes, [str(size) for size in args.batch_sizes])
         axis.set_xlabel("batch size")
         axis.set_ylabel(metric)
         axis.set_title(f"{metric} vs batch size", fontsize=10)
@@ -141,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         figure,
         command_line("study_normalization.py", args, parser.parse_args([])),
         markdown_table(rows),
-        findings(rows),
+        findings(rows, args.batch_sizes, args.seeds, args.steps_per_epoch is None),
     )
 
 
