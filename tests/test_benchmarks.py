@@ -19,11 +19,19 @@ from scripts import (
     bench_scaling,
     bench_throughput,
     benchmark,
+    study_activations,
+    study_augmentation,
+    study_batch_size,
     study_batchnorm,
     study_common,
     study_dead_relus,
     study_finetune,
+    study_initializations,
     study_learning_rates,
+    study_locally_connected,
+    study_lrn,
+    study_normalization,
+    study_regularization,
     study_relu_speed,
     study_transfer_small,
 )
@@ -369,3 +377,104 @@ def test_batchnorm_study_writes_figure_and_table(tmp_path):
     expected = len(study_batchnorm.LEARNING_RATES) + len(study_batchnorm.INITIALIZATIONS)
     assert len(rows) == expected
     assert markdown.count("Verdict on") == 2
+
+
+def seeded_runs(*accuracies: float, train: float = 0.95) -> list[study_common.StudyRun]:
+    return [
+        study_common.StudyRun(
+            "x", {"accuracy": [0.5]}, a, 2.0, None, train_accuracy=train, images=100
+        )
+        for a in accuracies
+    ]
+
+
+def test_seed_summaries_report_mean_spread_gap_and_speed():
+    assert study_common.mean_and_spread([0.9]) == (0.9, 0.0)
+    mean, spread = study_common.mean_and_spread([0.8, 0.9])
+    assert mean == pytest.approx(0.85) and spread == pytest.approx(0.0707, abs=1e-4)
+    row = study_common.seeds_row("a", seeded_runs(0.8, 0.9))
+    assert row["test accuracy"] == "0.8500 +- 0.0707"
+    assert row["gap"] == pytest.approx(0.1) and row["images/s"] == pytest.approx(50.0)
+    gain, noise = study_common.gain_and_noise(seeded_runs(0.9, 0.92), seeded_runs(0.88, 0.88))
+    assert gain == pytest.approx(0.03) and noise == pytest.approx(0.01414, abs=1e-4)
+
+
+def test_comparison_study_verdicts():
+    by_label = {label: seeded_runs(0.88) for label in study_regularization.REGULARIZERS}
+    by_label["dropout + max-norm"] = seeded_runs(0.90)
+    assert study_regularization.verdict(by_label) == "holds"
+    by_label["dropout + L2"] = seeded_runs(0.91)
+    assert study_regularization.verdict(by_label) == "holds partly"
+    by_label["none"] = seeded_runs(0.92)
+    assert study_regularization.verdict(by_label) == "does not hold here"
+
+    speed = {16: 1000.0, 4096: 5000.0}
+    assert study_batch_size.verdict({16: 0.9, 4096: 0.8}, {16: 0.02, 4096: 0.03}, speed) == "holds"
+    underfits = study_batch_size.verdict({16: 0.9, 4096: 0.8}, {16: 0.02, 4096: 0.0}, speed)
+    assert underfits == "holds partly"
+    assert study_batch_size.verdict({16: 0.9, 4096: 0.9}, {16: 0.0, 4096: 0.0}, speed) == (
+        "does not hold here"
+    )
+
+    shared = seeded_runs(0.90, 0.91)
+    assert study_locally_connected.verdict(seeded_runs(0.90, 0.90), shared) == "holds"
+    assert study_locally_connected.verdict(seeded_runs(0.85, 0.85), shared) == "holds partly"
+
+    assert study_lrn.verdict(0.01, 0.002) == "holds"
+    assert study_lrn.verdict(0.01, 0.02) == "holds partly"  # within noise
+    assert study_lrn.verdict(-0.001, 0.002) == "does not hold here"
+
+    assert study_augmentation.verdict(0.01, 0.002, 0.01, 0.05) == "holds"
+    assert study_augmentation.verdict(0.001, 0.002, 0.01, 0.05) == "holds partly"
+    assert study_augmentation.verdict(-0.01, 0.002, 0.06, 0.05) == "does not hold here"
+
+
+def assert_study_page(directory, name: str, flags: list[str], labels: list[str]) -> str:
+    """The study wrote its figure and a page with its command, one row per label, a verdict."""
+    assert (directory / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (directory / f"{name}.md").read_text()
+    assert " ".join(flags) in markdown
+    _, _, *rows = [line for line in markdown.splitlines() if line.startswith("|")]
+    assert [row.split(" | ")[0][2:] for row in rows] == labels
+    return markdown
+
+
+SMOKE_FLAGS = ["--epochs", "1", "--steps-per-epoch", "3", "--seeds", "0,2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "study, name, labels",
+    [
+        (study_regularization, "regularization", list(study_regularization.REGULARIZERS)),
+        (study_batch_size, "batch_size", [f"batch {n}" for n in study_batch_size.BATCH_SIZES]),
+        (study_locally_connected, "locally_connected", list(study_locally_connected.VARIANTS)),
+        (study_lrn, "lrn", list(study_lrn.VARIANTS)),
+        (study_augmentation, "augmentation", list(study_augmentation.VARIANTS)),
+    ],
+)
+def test_comparison_studies_write_figure_and_table_over_seeds(tmp_path, study, name, labels):
+    study.main([*SMOKE_FLAGS, "--out-dir", str(tmp_path)])
+    markdown = assert_study_page(tmp_path, name, SMOKE_FLAGS, labels)
+    assert "over seeds 0, 2" in markdown and "Verdict: **" in markdown
+
+
+@pytest.mark.slow
+def test_normalization_study_takes_batch_sizes_and_seeds(tmp_path):
+    flags = [*SMOKE_FLAGS, "--batch-sizes", "2,8"]
+    study_normalization.main([*flags, "--out-dir", str(tmp_path)])
+    markdown = assert_study_page(
+        tmp_path, "normalization", flags, ["none"] * 2 + ["batch"] * 2 + ["group"] * 2
+    )
+    assert "mean of seeds 0, 2" in markdown and "cut to the same number of steps" in markdown
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "study, name", [(study_activations, "activations"), (study_initializations, "initializations")]
+)
+def test_single_seed_studies_write_figure_and_table(tmp_path, study, name):
+    flags = ["--epochs", "1", "--steps-per-epoch", "2"]
+    study.main([*flags, "--out-dir", str(tmp_path)])
+    assert (tmp_path / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
+    assert " ".join(flags) in (tmp_path / f"{name}.md").read_text()
