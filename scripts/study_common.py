@@ -216,6 +216,27 @@ def mean_and_spread(values: Sequence[float]) -> tuple[float, float]:
     return mean, float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
+def seed_mean(runs: Sequence[StudyRun]) -> StudyRun:
+    """One configuration's runs over seeds as a single run: the mean of each metric per epoch
+    (over the epochs every seed reached), of the accuracies and of the seconds; the first seed's
+    model; diverged if any seed diverged."""
+    epochs = min(len(run.history["loss"]) for run in runs)
+    history = {
+        metric: np.mean([run.history[metric][:epochs] for run in runs], axis=0).tolist()
+        for metric in runs[0].history
+    }
+    return StudyRun(
+        runs[0].label,
+        history,
+        float(np.mean([run.test_accuracy for run in runs])),
+        float(np.mean([run.seconds for run in runs])),
+        runs[0].model,
+        diverged=any(run.diverged for run in runs),
+        train_accuracy=float(np.mean([run.train_accuracy for run in runs])),
+        images=int(np.mean([run.images for run in runs])),
+    )
+
+
 def gain_and_noise(runs: Sequence[StudyRun], baseline: Sequence[StudyRun]) -> tuple[float, float]:
     """How much more accurate on the test split `runs` are than `baseline` (difference of the
     seed means), and the larger of the two seed spreads: a gain below it is within noise."""
