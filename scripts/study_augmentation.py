@@ -26,14 +26,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.study_common import (
-    command_line,
-    comparison_figure,
+    compare_over_seeds,
     gain_and_noise,
-    markdown_table,
-    seeds_row,
     study_parser,
-    train_over_seeds,
-    write_study,
+    write_comparison,
 )
 
 TRAINING = {
@@ -46,7 +42,10 @@ TRAINING = {
     "lr_schedule": "cosine",
     "batch_size": 64,
 }
-VARIANTS = {"flips and crops": "flip_h,crop", "no augmentation": "none"}
+VARIANTS = {
+    "flips and crops": {"augment": "flip_h,crop"},
+    "no augmentation": {"augment": "none"},
+}
 
 
 def verdict(gain: float, noise: float, gap_with: float, gap_without: float) -> str:
@@ -64,11 +63,7 @@ def verdict(gain: float, noise: float, gap_with: float, gap_without: float) -> s
 def main(argv: list[str] | None = None) -> None:
     parser = study_parser(__doc__.split("\n")[0], epochs=10, seeds="0,1")
     args = parser.parse_args(argv)
-    by_label = {
-        label: train_over_seeds(args, label, **TRAINING, augment=augment)
-        for label, augment in VARIANTS.items()
-    }
-    rows = [seeds_row(label, runs) for label, runs in by_label.items()]
+    by_label, rows = compare_over_seeds(args, VARIANTS, **TRAINING)
     gain, noise = gain_and_noise(*by_label.values())
     augmented, plain = rows
     findings = (
@@ -82,14 +77,8 @@ def main(argv: list[str] | None = None) -> None:
         f"**{verdict(gain, noise, augmented['gap'], plain['gap'])}** (holds: more accurate "
         "beyond the spread and overfitting less; partly: one of the two)."
     )
-    write_study(
-        args.out_dir,
-        "augmentation",
-        "Data augmentation's gain",
-        comparison_figure(by_label, f"LeNet-5 with and without augmentation ({args.dataset})"),
-        command_line("study_augmentation.py", args, parser.parse_args([])),
-        markdown_table(rows),
-        findings,
+    write_comparison(
+        args, parser, "augmentation", "Data augmentation's gain", by_label, rows, findings
     )
 
 

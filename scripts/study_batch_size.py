@@ -32,12 +32,11 @@ import numpy as np
 from scripts.study_common import (
     RELU_MLP,
     command_line,
+    compare_over_seeds,
     markdown_table,
     mean_and_spread,
     new_figure,
-    seeds_row,
     study_parser,
-    train_over_seeds,
     write_study,
 )
 
@@ -87,11 +86,10 @@ def findings(accuracy: dict, gap: dict, speed: dict, seeds: list[int]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = study_parser(__doc__.split("\n")[0], epochs=10, seeds="0,1")
     args = parser.parse_args(argv)
-    by_size = {
-        size: train_over_seeds(args, f"batch {size}", **{**ADAM_MLP, "batch_size": size})
-        for size in BATCH_SIZES
-    }
-    rows = [seeds_row(f"batch {size}", runs) for size, runs in by_size.items()]
+    by_label, rows = compare_over_seeds(
+        args, {f"batch {size}": {"batch_size": size} for size in BATCH_SIZES}, **ADAM_MLP
+    )
+    by_size = dict(zip(BATCH_SIZES, by_label.values(), strict=True))
     accuracy = {
         size: mean_and_spread([run.test_accuracy for run in runs])[0]
         for size, runs in by_size.items()

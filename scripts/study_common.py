@@ -312,6 +312,40 @@ def run_recipe(config: RunConfig, label: str) -> tuple[dict[str, Any], StudyRun 
     return metrics, study_run
 
 
+def compare_over_seeds(
+    args: argparse.Namespace, variants: dict[str, dict[str, Any]], **common: Any
+) -> tuple[dict[str, list[StudyRun]], list[dict[str, Any]]]:
+    """Trains each variant (`common` settings updated with the variant's) over `args.seeds`;
+    returns the runs by variant label and one `seeds_row` per variant, in the variants' order."""
+    by_label = {
+        label: train_over_seeds(args, label, **{**common, **overrides})
+        for label, overrides in variants.items()
+    }
+    return by_label, [seeds_row(label, runs) for label, runs in by_label.items()]
+
+
+def write_comparison(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    name: str,
+    title: str,
+    by_label: dict[str, list[StudyRun]],
+    rows: list[dict[str, Any]],
+    findings: str,
+) -> tuple[Path, Path]:
+    """Writes a `compare_over_seeds` study: `comparison_figure`, the rows, the findings, and the
+    command of `scripts/study_<name>.py` that reproduces it."""
+    return write_study(
+        args.out_dir,
+        name,
+        title,
+        comparison_figure(by_label, f"{title} ({args.dataset})"),
+        command_line(f"study_{name}.py", args, parser.parse_args([])),
+        markdown_table(rows),
+        findings,
+    )
+
+
 def new_figure(
     columns: int, rows: int = 1, width: float = 5.0, height: float = 3.8
 ) -> tuple[Figure, list]:

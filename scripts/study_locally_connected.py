@@ -29,14 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.study_common import (
     StudyRun,
-    command_line,
-    comparison_figure,
-    markdown_table,
+    compare_over_seeds,
     mean_and_spread,
-    seeds_row,
     study_parser,
-    train_over_seeds,
-    write_study,
+    write_comparison,
 )
 
 TRAINING = {
@@ -50,8 +46,8 @@ TRAINING = {
     "batch_size": 64,
 }
 VARIANTS = {
-    "locally connected": {"share_weights": False},
-    "convolution (shared)": {"share_weights": True},
+    "locally connected": {"model_options": {"share_weights": False}},
+    "convolution (shared)": {"model_options": {"share_weights": True}},
 }
 
 
@@ -85,18 +81,14 @@ def findings(by_label: dict[str, list[StudyRun]], rows: list[dict], seeds: list[
 def main(argv: list[str] | None = None) -> None:
     parser = study_parser(__doc__.split("\n")[0], epochs=5, seeds="0,1")
     args = parser.parse_args(argv)
-    by_label = {
-        label: train_over_seeds(args, label, **TRAINING, model_options=options)
-        for label, options in VARIANTS.items()
-    }
-    rows = [seeds_row(label, runs) for label, runs in by_label.items()]
-    write_study(
-        args.out_dir,
+    by_label, rows = compare_over_seeds(args, VARIANTS, **TRAINING)
+    write_comparison(
+        args,
+        parser,
         "locally_connected",
         "Locally connected layers against convolutions at the same depth",
-        comparison_figure(by_label, f"Locally connected vs shared 3x3 layers ({args.dataset})"),
-        command_line("study_locally_connected.py", args, parser.parse_args([])),
-        markdown_table(rows),
+        by_label,
+        rows,
         findings(by_label, rows, args.seeds),
     )
 

@@ -26,14 +26,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.study_common import (
-    command_line,
-    comparison_figure,
+    compare_over_seeds,
     gain_and_noise,
-    markdown_table,
-    seeds_row,
     study_parser,
-    train_over_seeds,
-    write_study,
+    write_comparison,
 )
 
 TRAINING = {
@@ -45,7 +41,7 @@ TRAINING = {
     "lr_schedule": "cosine",
     "batch_size": 128,
 }
-VARIANTS = {"LRN": "lrn", "no normalization": "none"}
+VARIANTS = {"LRN": {"norm": "lrn"}, "no normalization": {"norm": "none"}}
 # The paper's gain, in accuracy points (CIFAR-10 with their network: 2 points).
 PAPER_GAIN = 0.014
 
@@ -63,11 +59,7 @@ def verdict(gain: float, noise: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = study_parser(__doc__.split("\n")[0], epochs=5, seeds="0,1")
     args = parser.parse_args(argv)
-    by_label = {
-        label: train_over_seeds(args, label, **TRAINING, norm=norm)
-        for label, norm in VARIANTS.items()
-    }
-    rows = [seeds_row(label, runs) for label, runs in by_label.items()]
+    by_label, rows = compare_over_seeds(args, VARIANTS, **TRAINING)
     gain, noise = gain_and_noise(*by_label.values())
     with_lrn, without = rows
     findings = (
@@ -80,14 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         f"least half the paper's gain, beyond the spread; partly: a smaller gain or one within "
         "noise; does not hold: no gain, as the course says)."
     )
-    write_study(
-        args.out_dir,
-        "lrn",
-        "Local response normalization in AlexNet",
-        comparison_figure(by_label, f"AlexNet with and without LRN ({args.dataset})"),
-        command_line("study_lrn.py", args, parser.parse_args([])),
-        markdown_table(rows),
-        findings,
+    write_comparison(
+        args, parser, "lrn", "Local response normalization in AlexNet", by_label, rows, findings
     )
 
 

@@ -33,14 +33,10 @@ import numpy as np
 from scripts.study_common import (
     RELU_MLP,
     StudyRun,
-    command_line,
-    comparison_figure,
-    markdown_table,
+    compare_over_seeds,
     mean_and_spread,
-    seeds_row,
     study_parser,
-    train_over_seeds,
-    write_study,
+    write_comparison,
 )
 
 OVERFITTING_MLP = {
@@ -109,18 +105,14 @@ def findings(by_label: dict[str, list[StudyRun]], seeds: list[int]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = study_parser(__doc__.split("\n")[0], epochs=15, seeds="0,1")
     args = parser.parse_args(argv)
-    by_label = {
-        label: train_over_seeds(args, label, **OVERFITTING_MLP, **regularizer)
-        for label, regularizer in REGULARIZERS.items()
-    }
-    figure = comparison_figure(by_label, f"Regularizers on a 2x512 ReLU MLP ({args.dataset})")
-    write_study(
-        args.out_dir,
+    by_label, rows = compare_over_seeds(args, REGULARIZERS, **OVERFITTING_MLP)
+    write_comparison(
+        args,
+        parser,
         "regularization",
         "Dropout and max-norm against L2 on an overfitting MLP",
-        figure,
-        command_line("study_regularization.py", args, parser.parse_args([])),
-        markdown_table([seeds_row(label, runs) for label, runs in by_label.items()]),
+        by_label,
+        rows,
         findings(by_label, args.seeds),
     )
 
