@@ -1,14 +1,17 @@
 """BatchNorm vs GroupNorm vs no normalization across batch sizes 2..128.
 
     python scripts/study_normalization.py                      # the embedded sample, a few minutes
-    python scripts/study_normalization.py --dataset fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist
+    python scripts/study_normalization.py --dataset fashion_mnist \
+        --manual-dir /usr/share/datasets/fashion-mnist --epochs 1 --seeds 0,1 --batch-sizes 2,8,32,128
 
 The zoo's `lenet5` with ReLU units and He initialization, with norm none, batch or group (up to 4
 groups), trained for the same number of epochs at every batch size with the learning rate scaled
 linearly with the batch size (Goyal et al., 2017; the GroupNorm paper does the same). Test
 accuracy is measured in inference mode: BatchNorm then uses its moving averages, whose momentum
 is set to 0.9 here so that the few hundred steps at the largest batches are enough for them to
-settle (Keras' 0.99 needs several hundred steps; its lag would blur the comparison). Writes
+settle (Keras' 0.99 needs several hundred steps; its lag would blur the comparison). Each
+configuration trains once per seed of `--seeds`; the table gives the mean test error and its
+spread. Writes
 docs/studies/normalization.png (test error and final training loss vs batch size) and
 normalization.md.
 """
@@ -29,6 +32,7 @@ import numpy as np
 from recipes.data.datasets import load_dataset
 from recipes.train.runner import build_model
 from scripts.study_common import (
+    StudyRun,
     command_line,
     markdown_table,
     mean_and_spread,
@@ -94,7 +98,8 @@ def findings(rows: list[dict], batch_sizes: list[int], seeds: list[int], whole_e
     )
 
 
-def train_one(args, info, norm: str, batch_size: int, seed: int):
+def train_one(args, info, norm: str, batch_size: int, seed: int) -> StudyRun:
+    """LeNet-5 with `norm` at `batch_size` (the rate scaled with it), trained with `seed`."""
     config = study_config(
         args,
         model="lenet5",
