@@ -220,7 +220,7 @@ def seed_mean(runs: Sequence[StudyRun]) -> StudyRun:
     """One configuration's runs over seeds as a single run: the mean of each metric per epoch
     (over the epochs every seed reached), of the accuracies and of the seconds; the first seed's
     model; diverged if any seed diverged."""
-    epochs = min(len(run.history["loss"]) for run in runs)
+    epochs = min(len(values) for run in runs for values in run.history.values())
     history = {
         metric: np.mean([run.history[metric][:epochs] for run in runs], axis=0).tolist()
         for metric in runs[0].history
@@ -264,10 +264,12 @@ def seeds_row(label: str, runs: Sequence[StudyRun]) -> dict[str, Any]:
 
 def comparison_figure(by_label: dict[str, list[StudyRun]], title: str) -> Figure:
     """Configurations trained over seeds, side by side: the training accuracy per epoch (training
-    mode, mean of seeds) and the training and test accuracy after training (inference mode)."""
+    mode, mean of seeds) and the training and test accuracy after training (inference mode). A
+    seed that diverged shortens its configuration's curve and leaves its bars out (NaN)."""
+    means = {label: seed_mean(runs) for label, runs in by_label.items()}
     figure, (curve_axis, bar_axis) = new_figure(2, width=5.5)
-    for label, runs in by_label.items():
-        curve = np.mean([run.history["accuracy"] for run in runs], axis=0)
+    for label, mean in means.items():
+        curve = mean.history["accuracy"]
         curve_axis.plot(np.arange(1, len(curve) + 1), curve, label=label)
     curve_axis.set_title("training accuracy per epoch (training mode, mean of seeds)", fontsize=10)
     curve_axis.set_xlabel("epoch")
@@ -280,10 +282,11 @@ def comparison_figure(by_label: dict[str, list[StudyRun]], title: str) -> Figure
     for offset, (metric, name) in enumerate(
         (("train_accuracy", "training"), ("test_accuracy", "test"))
     ):
-        values = [np.mean([getattr(run, metric) for run in by_label[label]]) for label in labels]
+        values = [getattr(means[label], metric) for label in labels]
         bar_axis.bar(positions + 0.4 * offset - 0.2, values, width=0.4, label=name)
     bar_axis.set_xticks(positions, labels, rotation=25, ha="right", fontsize=8)
-    lowest = min(np.mean([run.test_accuracy for run in runs]) for runs in by_label.values())
+    accuracies = [mean.test_accuracy for mean in means.values()]
+    lowest = min((value for value in accuracies if math.isfinite(value)), default=0.05)
     bar_axis.set_ylim(max(0.0, lowest - 0.05), 1.0)
     bar_axis.set_title("accuracy after training (inference mode, mean of seeds)", fontsize=10)
     bar_axis.grid(alpha=0.3, axis="y")

@@ -399,6 +399,20 @@ def test_seed_summaries_report_mean_spread_gap_and_speed():
     assert gain == pytest.approx(0.03) and noise == pytest.approx(0.01414, abs=1e-4)
 
 
+def test_comparison_figure_draws_a_configuration_with_a_diverged_seed():
+    trained = seeded_runs(0.9, 0.91)
+    diverged = study_common.StudyRun(
+        "x", {"accuracy": [0.3, 0.1, 0.1]}, math.nan, 1.0, None, True, math.nan, 100
+    )
+    figure = study_common.comparison_figure(
+        {"fine": trained, "one diverged": [seeded_runs(0.8)[0], diverged]}, "t"
+    )
+    curve_axis, bar_axis = figure.axes
+    assert [len(line.get_xdata()) for line in curve_axis.lines] == [1, 1]
+    assert bar_axis.get_ylim() == pytest.approx((0.855, 1.0))  # from the finite mean, 0.905
+    assert math.isnan(study_common.seed_mean([diverged]).test_accuracy)
+
+
 def test_comparison_study_verdicts():
     by_label = {label: seeded_runs(0.88) for label in study_regularization.REGULARIZERS}
     by_label["dropout + max-norm"] = seeded_runs(0.90)
