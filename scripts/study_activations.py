@@ -26,9 +26,8 @@ from scripts.study_common import (
     new_figure,
     plot_histories,
     seed_mean,
-    study_config,
     study_parser,
-    train_config,
+    train_over_seeds,
     write_study,
 )
 
@@ -69,17 +68,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     runs, spreads = [], {}
     for activation in ACTIVATIONS:
-        seeded = []
-        for seed in args.seeds:
-            config = study_config(
-                args, **MLP, **OPTIMIZATION, activation=activation, batch_size=64, seed=seed
-            )
-            seeded.append(
-                train_config(
-                    config, activation, steps_per_epoch=args.steps_per_epoch, validate=True
-                )
-            )
-            print(f"{activation} seed {seed}: test {seeded[-1].test_accuracy:.4f}", flush=True)
+        seeded = train_over_seeds(
+            args,
+            activation,
+            validate=True,
+            evaluate_train=False,
+            **MLP,
+            **OPTIMIZATION,
+            activation=activation,
+            batch_size=64,
+        )
         runs.append(seed_mean(seeded))
         spreads[activation] = mean_and_spread([run.test_accuracy for run in seeded])[1]
     figure, (loss_axis, accuracy_axis) = new_figure(2)

@@ -27,15 +27,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np
-
 from scripts.study_common import (
     RELU_MLP,
     command_line,
     compare_over_seeds,
     markdown_table,
-    mean_and_spread,
     new_figure,
+    seed_mean,
     study_parser,
     write_study,
 )
@@ -89,17 +87,16 @@ def main(argv: list[str] | None = None) -> None:
     by_label, rows = compare_over_seeds(
         args, {f"batch {size}": {"batch_size": size} for size in BATCH_SIZES}, **ADAM_MLP
     )
-    by_size = dict(zip(BATCH_SIZES, by_label.values(), strict=True))
-    accuracy = {
-        size: mean_and_spread([run.test_accuracy for run in runs])[0]
-        for size, runs in by_size.items()
+    means = {
+        size: seed_mean(runs) for size, runs in zip(BATCH_SIZES, by_label.values(), strict=True)
     }
-    gap = {size: row["gap"] for size, row in zip(by_size, rows, strict=True)}
-    speed = {size: row["images/s"] for size, row in zip(by_size, rows, strict=True)}
+    accuracy = {size: mean.test_accuracy for size, mean in means.items()}
+    gap = {size: row["gap"] for size, row in zip(BATCH_SIZES, rows, strict=True)}
+    speed = {size: row["images/s"] for size, row in zip(BATCH_SIZES, rows, strict=True)}
     figure, (accuracy_axis, speed_axis) = new_figure(2)
-    sizes = list(by_size)
+    sizes = list(BATCH_SIZES)
     for metric, name in (("train_accuracy", "training"), ("test_accuracy", "test")):
-        values = [np.mean([getattr(run, metric) for run in by_size[size]]) for size in sizes]
+        values = [getattr(means[size], metric) for size in sizes]
         accuracy_axis.plot(sizes, values, marker="o", label=name)
     speed_axis.plot(sizes, [speed[size] for size in sizes], marker="o")
     for axis, title, label in (

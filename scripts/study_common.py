@@ -192,19 +192,32 @@ def train_config(
     )
 
 
-def train_over_seeds(args: argparse.Namespace, label: str, **overrides: Any) -> list[StudyRun]:
+def train_over_seeds(
+    args: argparse.Namespace,
+    label: str,
+    *,
+    validate: bool = False,
+    evaluate_train: bool = True,
+    **overrides: Any,
+) -> list[StudyRun]:
     """Trains one configuration (`study_config(args, **overrides)`) once per seed of
-    `args.seeds`, each for `args.steps_per_epoch` batches per epoch (all when unset), measuring
-    the training accuracy too."""
+    `args.seeds`, each for `args.steps_per_epoch` batches per epoch (all when unset); `validate`
+    and `evaluate_train` as for `train_config` (the training accuracy is measured by default)."""
     runs = []
     for seed in args.seeds:
         config = study_config(args, **overrides, seed=seed)
-        runs.append(
-            train_config(config, label, steps_per_epoch=args.steps_per_epoch, evaluate_train=True)
+        run = train_config(
+            config,
+            label,
+            steps_per_epoch=args.steps_per_epoch,
+            validate=validate,
+            evaluate_train=evaluate_train,
         )
+        runs.append(run)
+        training = f", training accuracy {run.train_accuracy:.4f}" if evaluate_train else ""
         print(
-            f"{label} seed {seed}: test accuracy {runs[-1].test_accuracy:.4f}, "
-            f"training accuracy {runs[-1].train_accuracy:.4f}, {runs[-1].seconds:.0f} s",
+            f"{label} seed {seed}: test accuracy {run.test_accuracy:.4f}{training}, "
+            f"{run.seconds:.0f} s",
             flush=True,
         )
     return runs

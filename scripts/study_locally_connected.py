@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from scripts.study_common import (
     StudyRun,
     compare_over_seeds,
-    mean_and_spread,
+    gain_and_noise,
     study_parser,
     write_comparison,
 )
@@ -54,9 +54,8 @@ VARIANTS = {
 def verdict(local: list[StudyRun], shared: list[StudyRun]) -> str:
     """holds: the unshared layers are at least as accurate as the shared ones within the seeds'
     spread (their price, parameters, is certain); partly: less accurate, beyond the spread."""
-    local_mean, local_spread = mean_and_spread([run.test_accuracy for run in local])
-    shared_mean, shared_spread = mean_and_spread([run.test_accuracy for run in shared])
-    if local_mean >= shared_mean - max(local_spread, shared_spread):
+    gain, noise = gain_and_noise(local, shared)
+    if gain >= -noise:
         return "holds"
     return "holds partly"
 
