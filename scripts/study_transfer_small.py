@@ -17,7 +17,8 @@ batch 32) and epochs, for `--seeds` seeds:
   (`--fine-tune full`);
 - scratch: the same architecture (the card's knobs and options) from random initialisation.
 
-Writes docs/studies/transfer_small.png (validation accuracy per epoch) and transfer_small.md.
+Writes docs/studies/transfer_small_<model>.png (validation accuracy and training loss per epoch)
+and transfer_small_<model>.md.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     write_study(
         args.out_dir,
-        "transfer_small",
+        f"transfer_small_{card.model}",
         f"Transfer from the zoo's own weights: {card.model} {TAG} to digits",
         figure,
         command_line("study_transfer_small.py", args, parser.parse_args([])),

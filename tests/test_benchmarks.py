@@ -263,8 +263,8 @@ def test_finetune_study_runs_every_mode(tmp_path, shared_dir):
 def test_transfer_study_compares_the_three_settings_over_seeds(tmp_path):
     flags = ["--epochs", "2", "--head-epochs", "1", "--per-class", "5", "--seeds", "2"]
     study_transfer_small.main([*flags, "--out-dir", str(tmp_path)])
-    assert (tmp_path / "transfer_small.png").read_bytes().startswith(PNG_SIGNATURE)
-    markdown = (tmp_path / "transfer_small.md").read_text()
+    assert (tmp_path / "transfer_small_lenet5.png").read_bytes().startswith(PNG_SIGNATURE)
+    markdown = (tmp_path / "transfer_small_lenet5.md").read_text()
     assert "--epochs 2 --per-class 5 --head-epochs 1 --seeds 2" in markdown
     header, *rows = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert "test accuracy (mean ± std)" in header
