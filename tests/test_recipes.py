@@ -43,6 +43,7 @@ def test_recipe_listing():
         "resnet20_groupnorm_small_batch",
         "finetune_imagenet",
         "weightnorm_fashion_mnist",
+        "mobilenet_tiny_fashion_mnist",
     }
     assert expected <= set(RECIPES)
     out = subprocess.run(
