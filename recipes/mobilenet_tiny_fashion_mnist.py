@@ -3,7 +3,9 @@
 A 3x3 conv stem and five depthwise-separable blocks (3x3 depthwise, 1x1 pointwise, each with
 batch normalization and ReLU) under global average pooling: 139K parameters, a third of
 ResNet-20's multiply-adds. Standard augmentation (flips, padded crops), SGD + momentum 0.9 with
-cosine decay, light weight decay, flip test-time augmentation.
+cosine decay, light weight decay, flip test-time augmentation. Measured on full Fashion-MNIST
+(2 CPU cores, about 75 minutes): 0.9324 single-view, 0.9373 with TTA (seed 0); that run's
+weights ship in the zoo (`zoo.create("mobilenet_tiny", weights="fashion_mnist")`).
 
     python -m recipes.mobilenet_tiny_fashion_mnist --dataset sample --epochs 3
     python -m recipes.mobilenet_tiny_fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist
