@@ -272,6 +272,22 @@ def test_transfer_study_compares_the_three_settings_over_seeds(tmp_path):
     assert all(" | 2 | " in row for row in rows)
 
 
+def test_transfer_verdict_weighs_the_gain_against_the_seed_spread():
+    def verdict(full: list[float], scratch: list[float]) -> str:
+        runs = {"head": [0.80, 0.82], "full": full, "scratch": scratch}
+        return study_transfer_small.findings("resnet20", runs, 100, 2)
+
+    assert "pays: full beats training from scratch by 4.0 points" in verdict(
+        [0.97, 0.98], [0.93, 0.94]
+    )
+    assert "scratch beats the better transfer setting (full) by 4.0 points" in verdict(
+        [0.93, 0.94], [0.97, 0.98]
+    )
+    assert "differ by +1.0 points, within the seed spread (2.8 points)" in verdict(
+        [0.93, 0.97], [0.93, 0.95]
+    )
+
+
 def speed_run(activation: str, lr: float, errors: list[float]) -> study_relu_speed.SpeedRun:
     return study_relu_speed.SpeedRun(activation, lr, 0, errors, 100, 1000.0, 0.9)
 
