@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from recipes.callbacks.checkpoints import read_state
 from recipes.train.execution import MIXED_PRECISIONS, dtype_policy
+from recipes.train.runner import recipe_main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The backbones every run of the suite checks; the other (larger) ones are swept on demand
@@ -78,7 +79,7 @@ def write_image_folder(root: Path, images: Mapping[str, np.ndarray]) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cifar_shaped_folder(tmp_path_factory) -> Path:
     """32x32 RGB images in 3 class folders: small data of CIFAR-10's shape."""
     rng = np.random.default_rng(0)
@@ -86,6 +87,58 @@ def cifar_shaped_folder(tmp_path_factory) -> Path:
     noisy = [rng.normal(colour, 40, size=(12, 32, 32, 3)).clip(0, 255) for colour in colours]
     images = {f"class{label}": array.astype(np.uint8) for label, array in enumerate(noisy)}
     return write_image_folder(tmp_path_factory.mktemp("cifar_like"), images)
+
+
+# Recipes whose default data is CIFAR-10: tested on `cifar_shaped_folder`, at 32x32.
+CIFAR_SHAPED = frozenset(
+    {
+        "alexnet_lrn_cifar10",
+        "vgg_small_cifar10",
+        "resnet20_cifar10",
+        "resnet20_groupnorm_small_batch",
+    }
+)
+# pytest-xdist runs the tests of this group in one process (`--dist loadgroup`), so that the
+# short runs they share are trained once.
+SHORT_RUNS_GROUP = "short_recipe_runs"
+
+
+def run_recipe(name: str, *flags: str) -> dict:
+    """Runs recipe `name` with command-line `flags` in this process; returns its metrics."""
+    module = __import__(f"recipes.{name}", fromlist=["DEFAULTS"])
+    return recipe_main(name, module.__doc__, module.DEFAULTS, list(flags))
+
+
+def short_run_flags(name: str, cifar_shaped_folder: Path) -> list[str]:
+    """Flags for a quick one-epoch run of recipe `name` on tiny data (add --out-dir)."""
+    flags = ["--epochs", "1", "--verbose", "0"]
+    if name in CIFAR_SHAPED:
+        flags += ["--dataset", str(cifar_shaped_folder), "--image-size", "32"]
+        flags += ["--batch-size", "8"]
+    elif name == "finetune_imagenet":
+        flags += ["--dataset", str(cifar_shaped_folder), "--weights", "none", "--fine-tune"]
+        flags += ["head", "--image-size", "32", "--batch-size", "8"]
+    else:
+        flags += ["--dataset", "sample", "--batch-size", "256"]
+    return flags
+
+
+@pytest.fixture(scope="session")
+def short_recipe_run(tmp_path_factory, cifar_shaped_folder) -> Callable[..., tuple[Path, dict]]:
+    """`short_recipe_run(name, extra="")`: the run directory and metrics of a one-epoch run of
+    recipe `name` on tiny data (`short_run_flags`) with the `extra` flags, trained on first use
+    and shared by the tests of the process, which only read it. Tests using it belong to
+    `SHORT_RUNS_GROUP`."""
+    runs: dict[tuple[str, str], tuple[Path, dict]] = {}
+
+    def run(name: str, extra: str = "") -> tuple[Path, dict]:
+        if (name, extra) not in runs:
+            run_dir = tmp_path_factory.mktemp(f"short_{name}")
+            flags = [*short_run_flags(name, cifar_shaped_folder), *extra.split()]
+            runs[name, extra] = run_dir, run_recipe(name, *flags, "--out-dir", str(run_dir))
+        return runs[name, extra]
+
+    return run
 
 
 def wait_for_finished_epochs(
@@ -135,13 +188,9 @@ def run_python(
 def trained_run(tmp_path_factory) -> Path:
     """A finished LeNet-5 run on the embedded sample: one epoch, per-channel standardization (so
     that its preprocessing has training statistics). Tests that write into a run copy it."""
-    from recipes import lenet5_fashion_mnist as recipe
-    from recipes.train.runner import recipe_main
-
     run_dir = tmp_path_factory.mktemp("trained") / "run"
     flags = ["--dataset", "sample", "--epochs", "1", "--preprocessing", "per_channel"]
-    flags += ["--verbose", "0", "--out-dir", str(run_dir)]
-    recipe_main("lenet5_fashion_mnist", recipe.__doc__, recipe.DEFAULTS, flags)
+    run_recipe("lenet5_fashion_mnist", *flags, "--verbose", "0", "--out-dir", str(run_dir))
     return run_dir
 
 

@@ -5,8 +5,7 @@ import shutil
 import pytest
 
 from scripts import collect_results, evaluate_run
-from tests.conftest import REPO_ROOT
-from tests.test_recipes import run_recipe
+from tests.conftest import REPO_ROOT, run_recipe
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,8 @@ from recipes.data.fingerprint import check_same_data
 from recipes.data.idx import IdxFormatError
 from recipes.data.image_folder import ImageFolderError
 from recipes.train.errors import DataError, run_command
-from tests.conftest import write_image_folder
+from tests.conftest import run_recipe, write_image_folder
 from tests.test_idx import write_split
-from tests.test_recipes import run_recipe
 
 FOLDER_RUN = ("--epochs", "1", "--batch-size", "8", "--lr", "0.01", "--verbose", "0")
 

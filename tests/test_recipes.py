@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,21 +14,16 @@ from recipes.__main__ import list_recipes
 from recipes.callbacks.checkpoints import LAST_MODEL, read_checkpoint_state
 from recipes.data.datasets import load_dataset
 from recipes.train.errors import ConfigurationError
-from recipes.train.runner import recipe_main
-from tests.conftest import REPO_ROOT, run_python, wait_for_finished_epochs
+from tests.conftest import (
+    CIFAR_SHAPED,
+    REPO_ROOT,
+    SHORT_RUNS_GROUP,
+    run_python,
+    run_recipe,
+    wait_for_finished_epochs,
+)
 
 RECIPES = sorted(list_recipes())
-CIFAR_SHAPED = {
-    "alexnet_lrn_cifar10",
-    "vgg_small_cifar10",
-    "resnet20_cifar10",
-    "resnet20_groupnorm_small_batch",
-}
-
-
-def run_recipe(name: str, *flags: str) -> dict:
-    module = __import__(f"recipes.{name}", fromlist=["DEFAULTS"])
-    return recipe_main(name, module.__doc__, module.DEFAULTS, list(flags))
 
 
 def test_recipe_listing():
@@ -55,8 +49,11 @@ def test_recipe_listing():
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_dry_run(name, tmp_path, capsys, cifar_shaped_folder):
-    dataset = str(cifar_shaped_folder) if name in CIFAR_SHAPED else "sample"
-    flags = ["--dataset", dataset, "--dry-run", "--out-dir", str(tmp_path / "run")]
+    flags = ["--dry-run", "--out-dir", str(tmp_path / "run")]
+    if name in CIFAR_SHAPED:
+        flags += ["--dataset", str(cifar_shaped_folder), "--image-size", "32"]
+    else:
+        flags += ["--dataset", "sample"]
     if name == "finetune_imagenet":
         flags += ["--weights", "none"]
     assert run_recipe(name, *flags) == {}
@@ -65,30 +62,16 @@ def test_dry_run(name, tmp_path, capsys, cifar_shaped_folder):
     assert not (tmp_path / "run").exists()
 
 
-def short_run_flags(name: str, cifar_shaped_folder: Path) -> list[str]:
-    """Flags for a quick one-epoch run of recipe `name` on tiny data (add --out-dir)."""
-    flags = ["--epochs", "1", "--verbose", "0"]
-    if name in CIFAR_SHAPED:
-        flags += ["--dataset", str(cifar_shaped_folder), "--image-size", "32"]
-        flags += ["--batch-size", "8"]
-    elif name == "finetune_imagenet":
-        flags += ["--dataset", str(cifar_shaped_folder), "--weights", "none", "--fine-tune"]
-        flags += ["head", "--image-size", "32", "--batch-size", "8"]
-    else:
-        flags += ["--dataset", "sample", "--batch-size", "256"]
-    return flags
-
-
 @pytest.mark.slow
+@pytest.mark.xdist_group(SHORT_RUNS_GROUP)
 @pytest.mark.parametrize("name", RECIPES)
-def test_one_short_epoch(name, tmp_path, cifar_shaped_folder):
-    flags = [*short_run_flags(name, cifar_shaped_folder), "--out-dir", str(tmp_path)]
-    metrics = run_recipe(name, *flags)
+def test_one_short_epoch(name, short_recipe_run):
+    run_dir, metrics = short_recipe_run(name)
     assert metrics["epochs"] == 1 and 0.0 <= metrics["test_accuracy"] <= 1.0
     for file in ("model.keras", "history.csv", "metrics.json", "config.json", "loss.png"):
-        assert (tmp_path / file).is_file(), file
-    assert (tmp_path / "checkpoints" / "best.keras").is_file()
-    assert any((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+        assert (run_dir / file).is_file(), file
+    assert (run_dir / "checkpoints" / "best.keras").is_file()
+    assert any((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
 def test_lenet5_end_to_end_outputs_and_reload(tmp_path):

@@ -38,9 +38,9 @@ from recipes.optim import (
     get_optimizer,
     get_schedule,
 )
-from tests.conftest import REPO_ROOT, run_python
+from tests.conftest import REPO_ROOT, SHORT_RUNS_GROUP, run_python
 from tests.load_saved_models import model_record
-from tests.test_recipes import RECIPES, run_recipe, short_run_flags
+from tests.test_recipes import RECIPES
 
 DATA = REPO_ROOT / "tests" / "data"
 
@@ -93,14 +93,12 @@ def docs_import_line(package: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def recipe_files(tmp_path_factory, cifar_shaped_folder) -> list[str]:
+def recipe_files(short_recipe_run) -> list[str]:
     """Every .keras file of a short run of each recipe and of the `EXTRA_RUNS`."""
-    runs = {name: (name, "") for name in RECIPES} | EXTRA_RUNS
+    runs = [(name, "") for name in RECIPES] + list(EXTRA_RUNS.values())
     files = []
-    for run, (recipe, extra) in runs.items():
-        run_dir = tmp_path_factory.mktemp(run)
-        flags = [*short_run_flags(recipe, cifar_shaped_folder), *extra.split()]
-        run_recipe(recipe, *flags, "--out-dir", str(run_dir))
+    for recipe, extra in runs:
+        run_dir, _ = short_recipe_run(recipe, extra)
         found = sorted(map(str, run_dir.rglob("*.keras")))
         assert len(found) == 3, found  # model.keras, checkpoints/{best,last}.keras
         files += found
@@ -251,6 +249,7 @@ def test_import_recipes_loads_every_optimizer_schedule_and_loss(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(SHORT_RUNS_GROUP)
 def test_import_recipes_loads_every_file_a_recipe_writes(recipe_files, tmp_path):
     assert all(project_classes(path) for path in recipe_files)
     check_import_recipes_loads(recipe_files, tmp_path)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from recipes.data.tta import TTA_MODES, check_tta, tta_metrics, with_test_time_augmentation
 from scripts import evaluate_run
-from tests.test_recipes import run_recipe
+from tests.conftest import run_recipe
 
 
 def small_classifier(seed: int = 0) -> keras.Model:

@@ -14,8 +14,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tests.conftest import REPO_ROOT, run_python, write_image_folder
-from tests.test_recipes import run_recipe
+from tests.conftest import REPO_ROOT, run_python, run_recipe, write_image_folder
 from tests.zoo_data import fashion_mnist_subset
 
 # Expected top-1 labels, from ../shared/weights/README.md.

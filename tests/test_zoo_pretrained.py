@@ -17,8 +17,7 @@ from recipes.data import load_dataset
 from recipes.data.tta import tta_metrics
 from recipes.train.config import RunConfig, resolve_config
 from scripts import ship_weights
-from tests.conftest import REPO_ROOT, write_image_folder
-from tests.test_recipes import run_recipe
+from tests.conftest import REPO_ROOT, run_recipe, write_image_folder
 from zoo import finetune, pretrained
 
 # At least these ship (issue #23); every card found is checked.
