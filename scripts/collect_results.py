@@ -5,7 +5,10 @@ The accuracy with test-time augmentation (see `recipes.data.tta`) gets a column 
 where every run of a row measured it; the plain single-view accuracy is always measured.
 
 Runs that differ only in their seed are pooled into one row; the row's last column names every
-setting that differs from the recipe's defaults, so each row can be re-run from its recipe.
+setting that differs from the recipe's defaults, so each row can be re-run from its recipe. Runs
+that trained in different numeric precisions are not pooled: `--precision auto` picks
+mixed_bfloat16 on a CPU with native bfloat16 and float32 on one without, so the same command
+trains differently on two machines; the column names a precision other than float32.
 
     python scripts/collect_results.py runs/*/* > table.md
 """
@@ -45,8 +48,15 @@ def load_runs(run_dirs: list[Path]) -> dict[str, list[dict]]:
         # Runs recorded before the sectioned configuration hold the flat one; both convert.
         metrics["config"] = flat_items(RunConfig.from_dict(metrics["config"], str(path)))
         experiment = {k: v for k, v in metrics["config"].items() if k not in RUN_SPECIFIC_KEYS}
+        experiment["trained_in"] = precision_used(metrics)
         groups[json.dumps(experiment, sort_keys=True, default=str)].append(metrics)
     return groups
+
+
+def precision_used(metrics: dict) -> str:
+    """The numeric precision a run trained in: recorded since `--precision` exists; the runs made
+    before it trained in float32."""
+    return metrics.get("precision", "float32")
 
 
 def changed_settings(recipe: str, config: dict[str, Any]) -> str:
@@ -63,6 +73,17 @@ def changed_settings(recipe: str, config: dict[str, Any]) -> str:
         if key not in RUN_SPECIFIC_KEYS + SHOWN_KEYS and defaults.get(key) != value
     ]
     return ", ".join(changed) or "defaults"
+
+
+def changes(metrics: dict) -> str:
+    """The table's last column for a row: the changed settings, and the precision the runs
+    trained in unless float32 (`precision=auto` resolves by machine)."""
+    changed = changed_settings(metrics.get("recipe", "?"), metrics["config"])
+    used = precision_used(metrics)
+    if used == "float32" or f"precision={used}" in changed:
+        return changed
+    trained_in = f"trained in {used}"
+    return trained_in if changed == "defaults" else f"{changed}, {trained_in}"
 
 
 def mean_and_spread(values: list[float]) -> str:
@@ -104,7 +125,7 @@ def markdown_table(groups: dict[str, list[dict]]) -> str:
             f"| {first['dataset']['name']} | {config['batch_size']} | {first['epochs']} "
             f"| {seed_count(runs)} | {mean_and_spread([run['test_accuracy'] for run in runs])} "
             f"| {tta_accuracy(runs)} | {first['parameters']:,} | {wall / 60:.1f} min "
-            f"| {changed_settings(recipe, config)} |"
+            f"| {changes(first)} |"
         )
     return "\n".join(lines) + "\n"
 

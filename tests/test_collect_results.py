@@ -1,5 +1,6 @@
 """scripts/collect_results.py on real run directories written by a recipe."""
 
+import json
 import shutil
 
 import pytest
@@ -35,6 +36,12 @@ def run_dirs(tmp_path_factory):
     return root
 
 
+def trained_in(run_dir):
+    """What the changes column says of the precision a default (`auto`) run trained in here."""
+    used = json.loads((run_dir / "metrics.json").read_text())["precision"]
+    return "defaults" if used == "float32" else f"trained in {used}"
+
+
 def test_seeds_pool_into_one_row_and_changes_are_named(run_dirs):
     groups = collect_results.load_runs(sorted(run_dirs.iterdir()))
     lines = collect_results.markdown_table(groups).splitlines()
@@ -49,7 +56,7 @@ def test_seeds_pool_into_one_row_and_changes_are_named(run_dirs):
 
     pooled, single = by_seeds["2"], by_seeds["1"]
     assert pooled["recipe"] == "lenet5_fashion_mnist" and pooled["dataset"] == "sample"
-    assert pooled["changed from the recipe's defaults"] == "defaults"
+    assert pooled["changed from the recipe's defaults"] == trained_in(run_dirs / "s0")
     seed_accuracies = [
         run["test_accuracy"] for runs in groups.values() if len(runs) == 2 for run in runs
     ]
@@ -67,7 +74,10 @@ def test_seeds_pool_into_one_row_and_changes_are_named(run_dirs):
         abs(tta_accuracies[0] - tta_accuracies[1]) / 2, abs=6e-5
     )
     assert single["with test-time augmentation"] == "-"
-    assert single["changed from the recipe's defaults"] == "activation=tanh"
+    precision = trained_in(run_dirs / "tanh")
+    assert single["changed from the recipe's defaults"] == (
+        "activation=tanh" if precision == "defaults" else f"activation=tanh, {precision}"
+    )
     assert single["epochs"] == "1" and single["parameters"] == "61,706"
 
 
@@ -96,3 +106,23 @@ def test_a_seed_run_again_counts_as_a_run_not_as_another_seed(run_dirs, tmp_path
     groups = collect_results.load_runs([run_dirs / "s0", run_dirs / "s1", again])
     (row,) = collect_results.markdown_table(groups).splitlines()[2:]
     assert "| 2 (3 runs) |" in row
+
+
+def test_runs_in_another_precision_get_a_row_of_their_own(run_dirs, tmp_path):
+    """`--precision auto` trains in mixed_bfloat16 on a CPU with native bfloat16 and in float32
+    on one without: the same command on the other machine is another experiment."""
+    other = tmp_path / "s1-other-machine"
+    shutil.copytree(run_dirs / "s1", other)
+    metrics_path = other / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["config"]["run"]["precision"] == "auto"
+    here = metrics["precision"]
+    metrics["precision"] = "float32" if here == "mixed_bfloat16" else "mixed_bfloat16"
+    metrics_path.write_text(json.dumps(metrics))
+    groups = collect_results.load_runs([run_dirs / "s0", other])
+    rows = collect_results.markdown_table(groups).splitlines()[2:]
+    assert len(rows) == 2
+    assert sorted(row.rsplit("|", 2)[1].strip() for row in rows) == [
+        "defaults",
+        "trained in mixed_bfloat16",
+    ]
