@@ -34,6 +34,7 @@ def test_recipe_listing():
         "alexnet_lrn_cifar10",
         "vgg_small_cifar10",
         "resnet20_cifar10",
+        "resnet20_fashion_mnist",
         "resnet20_groupnorm_small_batch",
         "finetune_imagenet",
         "weightnorm_fashion_mnist",

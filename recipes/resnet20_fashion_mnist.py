@@ -1,0 +1,43 @@
+"""ResNet-20 on Fashion-MNIST, long schedule: the zoo's bid for >= 0.955 under 1M parameters.
+
+The CIFAR ResNet-20 (274K parameters) of `resnet20_cifar10`, trained the way the Random Erasing
+paper (Zhong et al., 2020) trained it on Fashion-MNIST to 0.9598: flips, padded crops and random
+erasing, SGD + momentum 0.9, weight decay 1e-4, batch 128, a long schedule. Here the schedule is
+cosine over 150 epochs instead of the paper's 300 step-decayed ones, and only 2% of the training
+split is carved out for validation (1,200 images: the final model is evaluated, not the best
+epoch, so validation only watches the run). On 2 CPU cores an epoch takes 90-100 s: a run is
+about four hours, so start it with `--out-dir` and continue it with `--resume`. Shorter, at
+`resnet20_cifar10`'s settings, the same network reaches 0.9486 ± 0.0003 single-view in 60 epochs;
+docs/RESULTS.md has this recipe's runs.
+
+    python -m recipes.resnet20_fashion_mnist --dataset sample --epochs 3
+    python -m recipes.resnet20_fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist \\
+        --seed 0 --out-dir runs/resnet20-fm-s0          # later: --out-dir runs/resnet20-fm-s0 --resume
+"""
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python recipes/<name>.py`: make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from recipes.train.runner import recipe_cli
+
+DEFAULTS = {
+    "data": {
+        "dataset": "fashion_mnist",
+        "augment": "flip_h,crop,erase",
+        "validation_fraction": 0.02,
+    },
+    "model": {"name": "resnet20", "knobs": {"norm": "batch", "l2": 0.0001}},
+    "optim": {
+        "optimizer": "momentum",
+        "lr": 0.1,
+        "options": {"momentum": 0.9},
+        "schedule": "cosine",
+    },
+    "run": {"tta": "flip", "batch_size": 128, "epochs": 150},
+}
+
+if __name__ == "__main__":
+    recipe_cli("resnet20_fashion_mnist", __doc__, DEFAULTS)
