@@ -9,9 +9,12 @@ For a run of a small zoo model (trained from scratch, not fine-tuned), this
    weights (`model.keras`) into it, and checks that it predicts what the run's model predicts;
 2. stores every weight as float16 in `<model>-<tag>.weights.npz` (see `zoo.pretrained`);
 3. measures, on the run's full test split through the run's own data pipeline, the accuracy of
-   the run's float32 model (which must be the one the run recorded: otherwise the data is not the
-   run's) and of the float16 weights loaded back from the file, single view and with test-time
-   augmentation (the run's `tta`, or "flip" when the run had none);
+   the run's model as it trained (which must be the one the run recorded: otherwise the data is
+   not the run's), then of its weights computing in float32, as the zoo builds them, and of the
+   float16 weights loaded back from the file, single view and with test-time augmentation (the
+   run's `tta`, or "flip" when the run had none). A run trained in mixed precision (`--precision
+   auto` on a CPU with native bfloat16) keeps float32 variables, so only the rounding of its
+   activations differs; the card records the precision it trained in;
 4. refuses to ship if float16 storage moves the single-view or TTA accuracy by more than
    `--tolerance` (default 0.0005: five images in ten thousand);
 5. writes the file and its card `<model>-<tag>.json` (atomically, the card last) with the
@@ -52,6 +55,7 @@ from recipes.train.config import (
     resolve_config,
     saved_run_config,
 )
+from recipes.train.execution import float32_model, model_precision
 from recipes.train.files import atomic_copy, atomic_write_text
 from recipes.train.inference import add_data_location_arguments, data_overrides
 from recipes.train.runner import FINAL_MODEL, METRICS_FILE, load_data
@@ -138,11 +142,15 @@ def recipe_command(recipe: str, config: RunConfig) -> str:
     return shlex.join(["python", "-m", f"recipes.{recipe}", *flags])
 
 
+def _single_view_accuracy(model: keras.Model, test: Any, loss_name: str) -> float:
+    model.compile(loss=get_loss(loss_name), metrics=["accuracy"])
+    return float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
+
+
 def _accuracies(model: keras.Model, test: Any, loss_name: str, tta: str) -> tuple[float, float]:
     """Single-view and `tta` test accuracy."""
-    model.compile(loss=get_loss(loss_name), metrics=["accuracy"])
-    single = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
-    return float(single), float(tta_metrics(model, test, tta)["test_accuracy_tta"])
+    single = _single_view_accuracy(model, test, loss_name)
+    return single, float(tta_metrics(model, test, tta)["test_accuracy_tta"])
 
 
 @dataclasses.dataclass
@@ -182,7 +190,9 @@ def _trained_model(run_dir: Path, config: RunConfig, info: Any) -> _Trained:
     pretrained.assign_weights(trained.rebuilt, run_weights, source=f"the weights of {run_dir}")
     probe = np.random.default_rng(0).uniform(0, 1, (8, *info.image_shape)).astype("float32")
     np.testing.assert_allclose(
-        trained.rebuilt.predict(probe, verbose=0), run_model.predict(probe, verbose=0), atol=1e-6
+        trained.rebuilt.predict(probe, verbose=0),
+        float32_model(run_model).predict(probe, verbose=0),
+        atol=1e-6,
     )
     return trained
 
@@ -213,12 +223,13 @@ def ship_run(
         )
     trained = _trained_model(run_dir, config, info)
     tta = config.run.tta if config.run.tta != "none" else "flip"
-    full32, tta32 = _accuracies(trained.run_model, test, config.optim.loss, tta)
-    if abs(full32 - metrics["test_accuracy"]) > 0.5 / info.split_sizes["test"]:
+    as_trained = _single_view_accuracy(trained.run_model, test, config.optim.loss)
+    if abs(as_trained - metrics["test_accuracy"]) > 0.5 / info.split_sizes["test"]:
         raise ShipError(
-            f"{run_dir}: the model scores {full32:.4f} on this test data but the run recorded "
+            f"{run_dir}: the model scores {as_trained:.4f} on this test data but the run recorded "
             f"{metrics['test_accuracy']:.4f}; nothing was written"
         )
+    full32, tta32 = _accuracies(trained.rebuilt, test, config.optim.loss, tta)
     name = trained.name
     card_fields = {
         "model": name,
@@ -248,6 +259,7 @@ def ship_run(
         "training": {
             "epochs": config.run.epochs,
             "seed": config.run.seed,
+            "precision": model_precision(trained.run_model),
             "test_accuracy_float32": round(full32, 4),
             "test_accuracy_tta_float32": round(tta32, 4),
             "wall_time_s": metrics.get("wall_time_s"),

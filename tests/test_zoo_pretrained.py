@@ -201,21 +201,29 @@ def test_recipe_command_reproduces_the_configuration():
 
 
 @pytest.mark.slow
-def test_ship_a_run(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_ship_a_run(tmp_path, precision):
+    """A run trained in mixed precision ships too: its float32 variables, computing in float32."""
     run_dir = tmp_path / "run"
     run_recipe(
         "lenet5_fashion_mnist",
-        *("--dataset", "sample", "--epochs", "1", "--seed", "2"),
+        *("--dataset", "sample", "--epochs", "1", "--seed", "2", "--precision", precision),
         *("--model-option", "subsampling=max", "--out-dir", str(run_dir), "--verbose", "0"),
     )
     card = ship_weights.ship_run(run_dir, "sample", {}, tmp_path / "shipped")
     assert card.command == (
         "python -m recipes.lenet5_fashion_mnist --seed 2 --dataset sample "
-        "--model-option subsampling=max --epochs 1"
+        f"--model-option subsampling=max --epochs 1 --precision {precision}"
     )
     assert card.options == {"subsampling": "max"} and card.knobs["activation"] == "relu"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert card.training["test_accuracy_float32"] == round(metrics["test_accuracy"], 4)
+    assert card.training["precision"] == metrics["precision"] == precision
+    if precision == "float32":
+        assert card.training["test_accuracy_float32"] == round(metrics["test_accuracy"], 4)
+    else:  # the same weights, only the activations' rounding differs: a few images at most
+        test_images = metrics["dataset"]["split_sizes"]["test"]
+        moved = abs(card.training["test_accuracy_float32"] - metrics["test_accuracy"])
+        assert moved <= 5 / test_images
     assert abs(card.test_accuracy - card.training["test_accuracy_float32"]) <= 0.0005
     assert (
         card.tta == "flip"

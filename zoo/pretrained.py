@@ -64,7 +64,8 @@ class PretrainedCard:
         dataset: the test data measured on: name, source, test image count, fingerprint.
         recipe: the recipe that trained the weights.
         command: the command line that trained them.
-        training: figures of the training run (epochs, seed, its float32 test accuracy, time).
+        training: figures of the training run (epochs, seed, the precision it trained in, its
+            weights' test accuracy computing in float32, time).
     """
 
     model: str
