@@ -187,9 +187,12 @@ def run_python(
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """A finished LeNet-5 run on the embedded sample: one epoch, per-channel standardization (so
-    that its preprocessing has training statistics). Tests that write into a run copy it."""
+    that its preprocessing has training statistics), in float32 (`auto` picks mixed_bfloat16 on
+    CPUs with native bfloat16), since exports compute in float32 and are compared with the run to
+    float32 rounding. Tests that write into a run copy it."""
     run_dir = tmp_path_factory.mktemp("trained") / "run"
     flags = ["--dataset", "sample", "--epochs", "1", "--preprocessing", "per_channel"]
+    flags += ["--precision", "float32"]
     run_recipe("lenet5_fashion_mnist", *flags, "--verbose", "0", "--out-dir", str(run_dir))
     return run_dir
 

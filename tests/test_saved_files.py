@@ -49,8 +49,9 @@ def test_model_saved_by_the_flat_layout_loads_with_its_optimizer_schedule_and_lo
     model = keras.models.load_model(DATA / "legacy_custom_objects.keras")
     reference = np.load(DATA / "legacy_custom_objects_io.npz")
 
-    np.testing.assert_array_equal(
-        model.predict(reference["images"], verbose=0), reference["predictions"]
+    # Saved on another CPU, whose float32 kernels round the sums in another order.
+    np.testing.assert_allclose(
+        model.predict(reference["images"], verbose=0), reference["predictions"], rtol=1e-5
     )
     assert isinstance(model.optimizer, recipes.optim.TFTrainMomentum)
     assert isinstance(model.optimizer._learning_rate, recipes.optim.LinearWarmup)
