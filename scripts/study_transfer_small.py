@@ -2,7 +2,7 @@
 
     python scripts/study_transfer_small.py                   # LeNet-5, 100 images per class
     python scripts/study_transfer_small.py --model mobilenet_tiny --seeds 5
-    python scripts/study_transfer_small.py --model resnet20  # once its weights ship
+    python scripts/study_transfer_small.py --model resnet20 --seeds 5
 
 The task: scikit-learn's 8x8 handwritten digits (1,797 images, bundled with scikit-learn, so
 offline), upscaled to 28x28 and written as an MNIST-format IDX mirror, so that the recipe runner
