@@ -144,6 +144,42 @@ def test_an_epoch_with_metrics_that_are_not_finite_is_a_divergence(tmp_path):
     assert int(model.optimizer.iterations) == 2  # one epoch of 2 batches, then it stopped
 
 
+class _PoisonKernelAfterEpoch(keras.callbacks.Callback):
+    """Sets one kernel entry to NaN at the end of an epoch, as a NaN gradient masked by a fused
+    ReLU leaves it (the loss stays finite)."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            kernel = self.model.layers[0].kernel
+            poisoned = keras.ops.convert_to_numpy(kernel).copy()
+            poisoned[0, 0] = np.nan
+            kernel.assign(poisoned)
+
+
+def test_an_epoch_with_weights_that_are_not_finite_is_a_divergence(tmp_path):
+    x, y = tiny_data()
+    model = tiny_model()
+    guard = DivergenceGuard(learning_rate=0.05)
+    checkpoint = RunCheckpoint(tmp_path, divergence_guard=guard)
+    poison = _PoisonKernelAfterEpoch(epoch=1)
+    model.fit(
+        x, y, validation_data=(x, y), epochs=4, verbose=0, callbacks=[guard, poison, checkpoint]
+    )
+    assert checkpoint.epochs_done == 1 and read_state(tmp_path)["diverged"]["epoch"] == 2
+    poisoned = model.layers[0].kernel.path
+    assert (
+        f"weights after epoch 2 hold NaN or inf ({poisoned}) while its metrics stayed finite"
+        in (checkpoint.diverged)
+    )
+    assert int(model.optimizer.iterations) == 4  # two epochs of 2 batches, then it stopped
+    saved = keras.models.load_model(tmp_path / LAST_MODEL).get_weights()
+    assert all(np.isfinite(weights).all() for weights in saved)
+
+
 def test_a_checkpoint_of_another_monitor_is_not_continued(tmp_path):
     with pytest.raises(ValueError, match="follows max val_accuracy, not min val_loss"):
         RunCheckpoint(tmp_path, monitor="val_loss", mode="min", state=RunState(epochs_done=1))

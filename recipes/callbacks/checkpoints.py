@@ -47,7 +47,7 @@ from typing import Any
 
 import keras
 
-from recipes.callbacks.divergence import DivergenceGuard
+from recipes.callbacks.divergence import DivergenceGuard, non_finite_weights
 from recipes.train.errors import RecipeError
 from recipes.train.files import (
     atomic_copy,
@@ -447,8 +447,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         state: the state to continue (from `load_run_state` when resuming); a new run's, with
             its recipe, otherwise.
         divergence_guard: when given and it has seen the run diverge, the epoch is not saved and
-            the divergence is recorded. An epoch whose metrics are not finite is not saved
-            either: it stops the training as a divergence.
+            the divergence is recorded. An epoch whose metrics or weights are not finite is
+            not saved either: it stops the training as a divergence.
         images_per_epoch: the training examples of an epoch; given, each history row gets
             `images_per_second`.
 
@@ -546,13 +546,26 @@ class RunCheckpoint(keras.callbacks.Callback):
             speed["images_per_second"] = round(self.images_per_epoch / seconds, 1)
         return speed
 
+    def _not_finite(self, epoch: int, logs: dict[str, float]) -> str | None:
+        """Why epoch `epoch` must not be saved (metrics or weights not finite), or None."""
+        metrics = [f"{key}={value}" for key, value in logs.items() if not math.isfinite(value)]
+        if metrics:
+            return f"the metrics of epoch {epoch} are not finite ({', '.join(metrics)})"
+        weights = non_finite_weights(self.model)
+        if weights:
+            more = f" and {len(weights) - 3} more" if len(weights) > 3 else ""
+            return (
+                f"the weights after epoch {epoch} hold NaN or inf ({', '.join(weights[:3])}"
+                f"{more}) while its metrics stayed finite"
+            )
+        return None
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = {key: float(value) for key, value in (logs or {}).items()}
         guard = self.divergence_guard
         message = guard.diverged if guard is not None else None
-        not_finite = [f"{key}={value}" for key, value in logs.items() if not math.isfinite(value)]
-        if not_finite and message is None:
-            reason = f"the metrics of epoch {epoch + 1} are not finite ({', '.join(not_finite)})"
+        reason = self._not_finite(epoch + 1, logs) if message is None else None
+        if reason is not None:
             if guard is not None:
                 guard.stop(reason)
                 message = guard.diverged

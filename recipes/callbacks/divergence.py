@@ -5,9 +5,24 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 
 from recipes.callbacks.batches import last_batch
 from recipes.train.errors import RecipeError
+
+
+def non_finite_weights(model: keras.Model) -> list[str]:
+    """The paths of `model`'s variables (trainable or not) holding a NaN or an infinity.
+
+    A finite loss does not prove finite weights: oneDNN's fused matmul + bias + ReLU (on CPUs
+    with AVX-512) turns a NaN into 0, so a unit whose weights went NaN silently outputs 0 and the
+    loss stays finite; the saved model would then compute NaN on other hardware.
+    """
+    return [
+        variable.path
+        for variable in model.weights
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable)))
+    ]
 
 
 class TrainingDiverged(RecipeError, RuntimeError):
