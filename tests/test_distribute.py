@@ -345,6 +345,7 @@ def test_multi_worker_two_processes_train_and_the_chief_saves(tmp_path):
         "--out-dir", str(tmp_path / "cluster"),
     ]  # fmt: skip
     for key in (
+        "precision",
         "lr",
         "dataset",
         "validation_fraction",
