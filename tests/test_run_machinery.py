@@ -171,10 +171,8 @@ def test_an_epoch_with_weights_that_are_not_finite_is_a_divergence(tmp_path):
     )
     assert checkpoint.epochs_done == 1 and read_state(tmp_path)["diverged"]["epoch"] == 2
     poisoned = model.layers[0].kernel.path
-    assert (
-        f"weights after epoch 2 hold NaN or inf ({poisoned}) while its metrics stayed finite"
-        in (checkpoint.diverged)
-    )
+    message = f"weights after epoch 2 hold NaN or inf ({poisoned}) while its metrics stayed finite"
+    assert message in checkpoint.diverged
     assert int(model.optimizer.iterations) == 4  # two epochs of 2 batches, then it stopped
     saved = keras.models.load_model(tmp_path / LAST_MODEL).get_weights()
     assert all(np.isfinite(weights).all() for weights in saved)
