@@ -231,7 +231,7 @@ def time_plain(config: RunConfig, epochs: int) -> EpochTimes:
         optimizer=get_optimizer(
             config.optim.optimizer, learning_rate=config.optim.lr, **config.optim.options
         ),
-        loss=get_loss(config.optim.loss),
+        loss=get_loss(config.optim.loss, **config.optim.loss_options),
         metrics=["accuracy"],
     )
     timer = EpochTimer()

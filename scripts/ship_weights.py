@@ -180,7 +180,9 @@ def _trained_model(run_dir: Path, config: RunConfig, info: Any) -> _Trained:
         )
     run_model = keras.models.load_model(run_dir / FINAL_MODEL, compile=False)
     # The knobs the runner built the model with (recipes.train.runner.build_model), in full.
-    knob_values = {"output_activation": loss_output_activation(config.optim.loss)}
+    knob_values = {
+        "output_activation": loss_output_activation(config.optim.loss, **config.optim.loss_options)
+    }
     knob_values.update(config.model.knobs)
     knobs = dataclasses.asdict(Knobs(**{**entry.knob_defaults, **knob_values}))
     options = json.loads(json.dumps({**entry.options, **config.model.options}))

@@ -98,6 +98,8 @@ CLI_CASES = [
     ("schedule option unknown", FRESH, ["--schedule-option", "drop=1"], 2, "drop"),
     ("warmup negative", FRESH, ["--warmup-epochs", "-1"], 2, "warmup_epochs=-1"),
     ("loss misspelt", FRESH, ["--loss", "hinge_svm"], 2, "hinge_svm"),
+    ("loss option unknown", FRESH, ["--loss-option", "smoothing=0.1"], 2, "label_smoothing"),
+    ("label smoothing one", FRESH, ["--loss-option", "label_smoothing=1"], 2, "smoothing=1"),
     ("augment op unknown", FRESH, ["--augment", "flip_x"], 2, "flip_x"),
     ("augment parameter negative", FRESH, ["--augment", "crop:-3"], 2, "-3"),
     ("tta unknown", FRESH, ["--tta", "rotate"], 2, "'rotate'"),

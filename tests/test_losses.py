@@ -231,6 +231,31 @@ def test_label_and_output_contracts():
     assert loss_output_activation("svm_hinge") == "linear"
 
 
+@pytest.mark.parametrize("label_shape", ["sparse", "one_hot"])
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_label_smoothing_matches_keras_categorical_crossentropy(label_shape, from_logits):
+    one_hot = np.eye(CLASSES, dtype="float32")[CLASS_IDS]
+    labels = one_hot if label_shape == "one_hot" else CLASS_IDS
+    predictions = SCORES if from_logits else np_softmax(SCORES)
+    loss = get_loss("cross_entropy", from_logits=from_logits, label_smoothing=0.2)
+    reference = keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=0.2)
+    expected = evaluate(reference, one_hot, predictions)
+    np.testing.assert_allclose(evaluate(loss, labels, predictions), expected, rtol=1e-5)
+    # Smoothing moves the loss: the targets are not the one-hot ones any more.
+    plain = evaluate(get_loss("cross_entropy", from_logits=from_logits), labels, predictions)
+    assert abs(plain - expected) > 1e-3
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert restored.get_config()["label_smoothing"] == 0.2
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5])
+def test_label_smoothing_outside_zero_one_is_rejected(value):
+    with pytest.raises(
+        ValueError, match=rf"label_smoothing.*\[0, 1\).*Received: label_smoothing={value}"
+    ):
+        get_loss("softmax_cross_entropy", label_smoothing=value)
+
+
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_config_round_trip_keeps_options(name):
     options = {"margin": 2.0} if "hinge" in name else {}
@@ -331,3 +356,17 @@ def test_a_mixed_model_with_a_narrow_output_gets_a_float32_loss_close_to_float32
         mixed.evaluate(features, labels, verbose=0), expected, rtol=tolerance
     )
     np.testing.assert_allclose(float(loss), expected, rtol=tolerance)
+
+
+def test_loss_options_flag_reaches_the_compiled_loss():
+    from recipes.train import runner
+    from recipes.train.config import resolve_config
+
+    argv = ["--loss-option", "label_smoothing=0.1", "--loss-option", "from_logits=true"]
+    config = resolve_config({}, argv, "test", "")
+    assert config.optim.loss_options == {"label_smoothing": 0.1, "from_logits": True}
+    model = runner.build_model(config.updated({"model.name": "mlp"}), (8, 8, 1), CLASSES)
+    assert model.layers[-1].activation.__name__ == "linear"  # from_logits: the head emits logits
+    runner.compile_model(model, config, steps_per_epoch=10)
+    assert model.loss.get_config()["label_smoothing"] == 0.1
+    assert model.loss.get_config()["from_logits"] is True

@@ -5,7 +5,8 @@ labels it wants (`loss_label_format`) and what the model's last layer should out
 (`loss_output_activation`). Per sample, with scores `f`, true class `y`:
 
 - `softmax_cross_entropy` (alias `cross_entropy`): `-log p_y`; sparse ids or (soft) one-hot;
-  softmax probabilities, or linear logits with `from_logits=True`.
+  softmax probabilities, or linear logits with `from_logits=True`; `label_smoothing=e` trains on
+  `(1 - e) t + e / C` instead of the one-hot `t`.
 - `svm_hinge` (alias `multiclass_hinge`): `sum_{j != y} max(0, f_j - f_y + margin)`; sparse ids;
   linear scores.
 - `squared_svm_hinge`: the same with each violation squared.
@@ -64,16 +65,22 @@ def _is_dense(y_true, y_pred) -> bool:
     return len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == y_pred.shape[-1] != 1
 
 
-def softmax_cross_entropy(y_true, y_pred, from_logits: bool = False):
-    """Per-sample softmax cross-entropy `-sum_j t_j log p_j` for sparse, one-hot or soft labels."""
+def softmax_cross_entropy(y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0):
+    """Per-sample softmax cross-entropy `-sum_j t_j log p_j` for sparse, one-hot or soft labels.
+
+    With `label_smoothing` e, the target is `(1 - e) t + e / C` over the C classes.
+    """
     y_pred = upcast(y_pred)
     y_true = ops.convert_to_tensor(y_true)
-    if _is_dense(y_true, y_pred):
-        return ops.categorical_crossentropy(
-            ops.cast(y_true, y_pred.dtype), y_pred, from_logits=from_logits
-        )
-    ids = _class_ids(y_true, y_pred)
-    return ops.sparse_categorical_crossentropy(ids, y_pred, from_logits=from_logits)
+    if not _is_dense(y_true, y_pred):
+        ids = _class_ids(y_true, y_pred)
+        if not label_smoothing:
+            return ops.sparse_categorical_crossentropy(ids, y_pred, from_logits=from_logits)
+        y_true = ops.one_hot(ids, ops.shape(y_pred)[-1])
+    targets = ops.cast(y_true, y_pred.dtype)
+    if label_smoothing:
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / ops.shape(y_pred)[-1]
+    return ops.categorical_crossentropy(targets, y_pred, from_logits=from_logits)
 
 
 def multiclass_svm_hinge(y_true, y_pred, margin: float = 1.0, squared: bool = False):
@@ -144,6 +151,9 @@ class SoftmaxCrossEntropy(_OptionLoss):
     Args:
         from_logits: whether `y_pred` are logits (linear outputs) rather than softmax
             probabilities.
+        label_smoothing: in [0, 1): the share of each target moved from its class to all C
+            classes equally, `(1 - e) t + e / C` (Szegedy et al., 2016): the model is no longer
+            pushed toward infinite logits on the training labels.
         reduction, name, dtype: as for any `keras.losses.Loss`.
     """
 
@@ -152,12 +162,19 @@ class SoftmaxCrossEntropy(_OptionLoss):
     def __init__(
         self,
         from_logits: bool = False,
+        label_smoothing: float = 0.0,
         reduction="sum_over_batch_size",
         name="softmax_cross_entropy",
         dtype=None,
     ):
-        from_logits = check_bool("from_logits", from_logits, owner=type(self).__name__)
-        super().__init__(reduction, name, dtype, from_logits=from_logits)
+        owner = type(self).__name__
+        from_logits = check_bool("from_logits", from_logits, owner=owner)
+        label_smoothing = check_number(
+            "label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True, owner=owner
+        )
+        super().__init__(
+            reduction, name, dtype, from_logits=from_logits, label_smoothing=label_smoothing
+        )
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)

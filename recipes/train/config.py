@@ -257,6 +257,14 @@ class OptimConfig:
     )
     warmup_epochs: float = _option(0, "epochs of linear learning-rate warmup")
     loss: str = _option("softmax_cross_entropy", "softmax_cross_entropy | svm_hinge | ...")
+    loss_options: dict[str, Any] = dataclasses.field(
+        default_factory=dict,
+        metadata=_meta(
+            "loss option, e.g. label_smoothing=0.1 (cross-entropy) or margin=2 (hinge)",
+            flag="loss-option",
+            key_value=True,
+        ),
+    )
     lookahead: bool = _option(
         False,
         "Lookahead around the optimizer: every k updates, slow weights step toward its weights",
@@ -282,6 +290,7 @@ class OptimConfig:
         _set(self, "schedule_options", _mapping("optim.schedule_options", self.schedule_options))
         _set(self, "warmup_epochs", _float("optim.warmup_epochs", self.warmup_epochs, low=0))
         _str("optim.loss", self.loss)
+        _set(self, "loss_options", _mapping("optim.loss_options", self.loss_options))
         check_bool("optim.lookahead", self.lookahead)
         check_integer("optim.lookahead_k", self.lookahead_k, low=1)
         _set(

@@ -100,7 +100,8 @@ class TrainedRun:
             return "softmax"  # a backbone's new head
         chosen = self.config.model.knobs.get("output_activation")
         return Knobs(
-            output_activation=chosen or loss_output_activation(self.config.optim.loss)
+            output_activation=chosen
+            or loss_output_activation(self.config.optim.loss, **self.config.optim.loss_options)
         ).output_activation
 
     def source(self) -> dict[str, str]:

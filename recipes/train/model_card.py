@@ -109,7 +109,8 @@ def _training_section(config: RunConfig, metrics: Mapping[str, Any]) -> list[str
         f"- Optimizer: {optim.optimizer}, learning rate {optim.lr:g} ({_settings(optim.options)})"
         f", schedule {schedule}"
         + (f", {optim.warmup_epochs:g} warmup epochs" if optim.warmup_epochs else ""),
-        f"- Loss: {optim.loss}",
+        f"- Loss: {optim.loss}"
+        + (f" ({_settings(optim.loss_options)})" if optim.loss_options else ""),
         f"- Epochs: {metrics.get('epochs', '?')} of {run.epochs}, batch size {run.batch_size}, "
         f"seed {run.seed}, strategy {config.distribute.strategy}",
     ]

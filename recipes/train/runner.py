@@ -208,7 +208,10 @@ def build_model(config: RunConfig, image_shape, num_classes: int) -> keras.Model
     """
     options = _model_options(config)
     if config.model.fine_tune is None:
-        options.setdefault("output_activation", loss_output_activation(config.optim.loss))
+        options.setdefault(
+            "output_activation",
+            loss_output_activation(config.optim.loss, **config.optim.loss_options),
+        )
     with dtype_policy(resolve_precision(config.run.precision, detect_hardware())):
         model = zoo.create(
             config.model.name, input_shape=tuple(image_shape), num_classes=num_classes, **options
@@ -309,7 +312,7 @@ def compile_model(
     execution = resolve_execution(model, config, steps_per_epoch)
     model.compile(
         optimizer=wrap_for_policy(optimizer, execution.precision),
-        loss=get_loss(config.optim.loss),
+        loss=get_loss(config.optim.loss, **config.optim.loss_options),
         metrics=["accuracy"],
         jit_compile=execution.jit_compile,
         steps_per_execution=execution.steps_per_execution,
@@ -392,7 +395,7 @@ def _sanity_checks(config: RunConfig, train: Any, info: Any, run_dir: Path) -> N
         train,
         info.num_classes,
         loss_name=config.optim.loss,
-        loss=get_loss(config.optim.loss),
+        loss=get_loss(config.optim.loss, **config.optim.loss_options),
         output_dir=run_dir / "sanity",
     )
     atomic_write_text(run_dir / "sanity" / "sanity.txt", report.render())
