@@ -226,6 +226,7 @@ def test_resume_takes_the_saved_config_and_refuses_changes(tmp_path):
         ("lr_schedule", "optim.schedule"),
         ("optimizer_options.momentum", "optim.options.momentum"),
         ("model_options.alpha", "model.options.alpha"),
+        ("loss_options.label_smoothing", "optim.loss_options.label_smoothing"),
         ("optim.options.momentum", "optim.options.momentum"),
         ("model.knobs.dropout", "model.knobs.dropout"),
     ],

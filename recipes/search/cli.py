@@ -62,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=KIND:ARGS",
         help="an option to search: NAME=log|float|int|logint:LOW:HIGH[:POINTS] or "
         "NAME=choice:A,B,...; NAME is a recipe option (lr, l2, batch_size) or "
-        "model_options.KEY / optimizer_options.KEY / schedule_options.KEY, or a dotted key "
-        "(optim.lr, model.knobs.l2)",
+        "model_options.KEY / optimizer_options.KEY / schedule_options.KEY / loss_options.KEY, or a "
+        "dotted key (optim.lr, model.knobs.l2)",
     )
     parser.add_argument(
         "--search",
