@@ -65,6 +65,13 @@ def _option(default: Any, help: str, **metadata: Any) -> Any:
     return dataclasses.field(default=default, metadata=_meta(help, **metadata))
 
 
+def _key_values(help: str, flag: str, **metadata: Any) -> Any:
+    """A dict field filled from the command line by repeated `--flag KEY=VALUE`."""
+    return dataclasses.field(
+        default_factory=dict, metadata=_meta(help, flag=flag, key_value=True, **metadata)
+    )
+
+
 def _image_size(text: str) -> tuple[int, int]:
     parts = text.lower().replace("x", ",").split(",")
     try:
@@ -173,14 +180,10 @@ class ModelConfig:
         default_factory=dict,
         metadata=_meta("the course's knobs (activation, norm, ...); unset ones keep the model's"),
     )
-    options: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata=_meta(
-            "model-specific option, e.g. alpha=0.25 (MobileNet width), depth=3",
-            flag="model-option",
-            key_value=True,
-            flat="model_options",
-        ),
+    options: dict[str, Any] = _key_values(
+        "model-specific option, e.g. alpha=0.25 (MobileNet width), depth=3",
+        "model-option",
+        flat="model_options",
     )
     weights: str | None = _option(
         None,
@@ -234,14 +237,10 @@ class OptimConfig:
         "momentum", "tf.train name (Momentum, Adam, ProximalAdagrad, ...) or Keras optimizer"
     )
     lr: float = _option(0.01, "base learning rate")
-    options: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata=_meta(
-            "optimizer hyperparameter, e.g. momentum=0.9 use_nesterov=true clipnorm=1",
-            flag="opt",
-            key_value=True,
-            flat="optimizer_options",
-        ),
+    options: dict[str, Any] = _key_values(
+        "optimizer hyperparameter, e.g. momentum=0.9 use_nesterov=true clipnorm=1",
+        "opt",
+        flat="optimizer_options",
     )
     schedule: str = _option(
         "constant",
@@ -249,21 +248,13 @@ class OptimConfig:
         flag="lr-schedule",
         flat="lr_schedule",
     )
-    schedule_options: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata=_meta(
-            "schedule option, e.g. drop_every=10", flag="schedule-option", key_value=True
-        ),
+    schedule_options: dict[str, Any] = _key_values(
+        "schedule option, e.g. drop_every=10", "schedule-option"
     )
     warmup_epochs: float = _option(0, "epochs of linear learning-rate warmup")
     loss: str = _option("softmax_cross_entropy", "softmax_cross_entropy | svm_hinge | ...")
-    loss_options: dict[str, Any] = dataclasses.field(
-        default_factory=dict,
-        metadata=_meta(
-            "loss option, e.g. label_smoothing=0.1 (cross-entropy) or margin=2 (hinge)",
-            flag="loss-option",
-            key_value=True,
-        ),
+    loss_options: dict[str, Any] = _key_values(
+        "loss option, e.g. label_smoothing=0.1 (cross-entropy) or margin=2 (hinge)", "loss-option"
     )
     lookahead: bool = _option(
         False,
