@@ -119,7 +119,8 @@ class Knobs:
         bias_init: constant initial bias (0, or a small constant such as 0.01 that keeps ReLU
             units active at the start).
         l1: L1 weight penalty on kernels (with `l2` > 0 too: elastic net).
-        l2: L2 weight penalty on kernels.
+        l2: L2 weight penalty on kernels: adds l2 * sum(w**2) to the loss, like SGD weight
+            decay of 2 * l2 (Caffe's and PyTorch's `weight_decay` 1e-4 is `l2=5e-5`).
         max_norm: if set, each unit's incoming weight vector is rescaled to norm <= max_norm
             after every update (Srebro & Shraibman 2005; Hinton et al. 2012).
         input_dropout: dropout rate on the model input.
