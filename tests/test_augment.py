@@ -189,6 +189,34 @@ def test_erase_replaces_one_box_no_larger_than_max_area():
         assert box.mean() > 0.9, "the erased pixels form a box"
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("adapt", ["array", "labelled batches", "single images"])
+def test_erase_with_fill_mean_fills_the_box_with_the_training_images_mean_colour(channels, adapt):
+    training = RNG.random((10, 12, 12, channels)).astype("float32")
+    adapt_data = {
+        "array": training,
+        "labelled batches": batch_dataset(training, LABELS[:10], batch=3),
+        "single images": tf.data.Dataset.from_tensor_slices(training),
+    }[adapt]
+    images = IMAGES[..., :channels]
+    out, _ = run("erase:prob=1:fill=mean", images, adapt_data=adapt_data)
+    changed = np.any(out != images, axis=-1)
+    assert changed.any(axis=(1, 2)).all()
+    erased = out[changed]  # (pixels, channels)
+    expected = training.reshape(-1, channels).mean(axis=0)
+    np.testing.assert_allclose(erased, np.broadcast_to(expected, erased.shape), atol=1e-6)
+
+
+def test_erase_with_fill_mean_needs_adapt_data_and_one_or_three_channels():
+    with pytest.raises(ValueError, match=r"erase.*fill='mean'.*adapt_data"):
+        build_augmentation("erase:fill=mean", SHAPE, adapt_data=None)
+    two_channels = RNG.random((4, 12, 12, 2)).astype("float32")
+    with pytest.raises(ValueError, match=r"1 or 3 channels.*\(12, 12, 2\)"):
+        build_augmentation("erase:fill=mean", (12, 12, 2), adapt_data=two_channels)
+    with pytest.raises(ValueError, match=r"fill.*'noise', 'mean'.*fill='zero'"):
+        build_augmentation("erase:fill=zero", SHAPE)
+
+
 def test_pca_jitter_shifts_every_pixel_of_an_image_by_one_colour():
     out, _ = run("pca_jitter:0.5", MID_IMAGES, adapt_data=IMAGES)
     shifts = (out - MID_IMAGES).reshape(len(out), -1, 3)
@@ -349,7 +377,8 @@ def test_spec_parsing_fills_defaults_keywords_and_aliases():
         ["crop:4:reflect", "cutout:max_area=0.2", "color_jitter"]
     )
     assert crop.params == {"pad": 4, "mode": "reflect"}
-    assert cutout.name == "erase" and cutout.params == {"prob": 0.5, "max_area": 0.2}
+    assert cutout.name == "erase"
+    assert cutout.params == {"prob": 0.5, "max_area": 0.2, "fill": "noise"}
     assert jitter.params == {"strength": 0.2}
 
 

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 import layers
 from layers import naming
+from layers.preprocessing import image_statistics
 from layers.validation import check_choice, check_integer, check_number, check_shape
 from recipes.data import augment_ops
 from recipes.data.augment_ops import Op
@@ -153,26 +154,48 @@ def _build_blur(context: BuildContext, sigma: float, prob: float) -> Op:
     return augment_ops.KerasLayerOp(layer)
 
 
-def _build_erase(context: BuildContext, prob: float, max_area: float) -> Op:
+def _training_images(context: BuildContext, op_name: str, purpose: str) -> object:
+    """The op's `adapt_data` with any labels dropped; a clear error when there is none."""
+    data = context.adapt_data
+    if data is None:
+        raise ValueError(
+            f"Augmentation {op_name!r} {purpose}: pass adapt_data= (an array of images, or a "
+            "dataset of images, of image batches or of (images, labels) batches)."
+        )
+    if isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, tuple):
+        data = data.map(lambda images, *rest: images)
+    return data
+
+
+def _build_erase(context: BuildContext, prob: float, max_area: float, fill: str) -> Op:
+    fill_value = None  # Keras' default: Gaussian noise, clipped to the value range
+    if fill == "mean":
+        channels = context.image_shape[-1]
+        if channels not in (1, 3):
+            raise ValueError(
+                f"Augmentation 'erase': fill='mean' takes images of 1 or 3 channels; "
+                f"image_shape={context.image_shape} has {channels}. Use fill='noise'."
+            )
+        data = _training_images(context, "erase", "with fill='mean' fills with the mean colour")
+        if isinstance(data, tf.data.Dataset) and len(data.element_spec.shape) == 3:
+            data = data.batch(4096)  # single images: sum them a few thousand at a time
+        mean = [float(value) for value in image_statistics(data)["channel_mean"]]
+        fill_value = mean[0] if channels == 1 else mean
     layer = keras.layers.RandomErasing(
-        factor=(prob, prob), scale=(_MIN_ERASE_AREA, max_area), value_range=_UNIT_RANGE
+        factor=(prob, prob),
+        scale=(_MIN_ERASE_AREA, max_area),
+        fill_value=fill_value,
+        value_range=_UNIT_RANGE,
     )
     return augment_ops.KerasLayerOp(layer)
 
 
 _MIN_ERASE_AREA = 0.02
+ERASE_FILLS = ("noise", "mean")
 
 
 def _build_pca_jitter(context: BuildContext, sigma: float) -> Op:
-    data = context.adapt_data
-    if data is None:
-        raise ValueError(
-            "Augmentation 'pca_jitter' fits the principal colour components of the training "
-            "images: pass adapt_data= (an array of images, or a dataset of image batches or of "
-            "(images, labels) batches)."
-        )
-    if isinstance(data, tf.data.Dataset) and isinstance(data.element_spec, tuple):
-        data = data.map(lambda images, *rest: images)
+    data = _training_images(context, "pca_jitter", "fits the principal colour components")
     layer = layers.PCAColorJitter(sigma)
     layer.adapt(data)
     return augment_ops.PCAJitter(layer)
@@ -304,10 +327,12 @@ OPS: dict[str, OpDef] = {
         ),
         OpDef(
             "erase",
-            "random erasing / cutout: with probability `prob` fill a box of area up to `max_area`",
+            "random erasing / cutout: with probability `prob` fill a box of area up to "
+            "`max_area` with noise or the training images' mean colour",
             (
                 _fraction("prob", 0.5),
                 Param("max_area", float, 0.33, low=_MIN_ERASE_AREA, high=1.0, low_open=True),
+                Param("fill", str, "noise", choices=ERASE_FILLS),
             ),
             _build_erase,
         ),
@@ -569,7 +594,7 @@ def build_augmentation(
         seed: makes the pipeline reproducible; `None` draws one (kept as `aug.seed` for logs).
         num_classes: number of classes; required when the spec mixes labels (mixup, cutmix).
         adapt_data: training images (array or dataset of images) for ops fitted to the data
-            (`pca_jitter`); ignored otherwise.
+            (`pca_jitter`, `erase:fill=mean`); ignored otherwise.
 
     Returns:
         An `Augmentation`, the map function for the training dataset.
