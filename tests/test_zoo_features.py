@@ -125,6 +125,15 @@ def test_resnet20_levels_follow_its_stages():
     ]
 
 
+def test_wide_resnet_levels_are_pre_activated_stage_outputs():
+    model = zoo.create("wide_resnet16_2", input_shape=(28, 28, 1), features_only=True)
+    assert zoo.feature_info(model) == [
+        {"layer": "stage2_block1_preact_relu", "channels": 32, "reduction": 1},
+        {"layer": "stage3_block1_preact_relu", "channels": 64, "reduction": 2},
+        {"layer": "final_relu", "channels": 128, "reduction": 4},
+    ]
+
+
 def test_backbone_feature_options():
     levels = tiny_mobilenet(features_only=True)
     info = check_levels(levels, SIZE)

@@ -55,6 +55,22 @@ def test_norm_sits_between_linear_layer_and_nonlinearity(norm):
     assert conv.use_bias is (norm not in ("batch", "group", "layer"))
 
 
+@pytest.mark.parametrize("norm", NORMS)
+def test_pre_activation_puts_norm_and_nonlinearity_before_the_conv(norm):
+    model = zoo.create("wide_resnet16_2", input_shape=(28, 28, 1), norm=norm, activation="elu")
+    wrapped = "_weightnorm" if norm == "weight" else ""
+    conv_input = model.get_layer(f"stage1_block1_conv1{wrapped}").input
+    assert conv_input._keras_history.operation.name == "stage1_block1_preact_elu"
+    normalized = model.get_layer("stage1_block1_preact_elu").input._keras_history.operation
+    unnormalized = norm in ("none", "weight")
+    assert normalized.name == (
+        f"stem{wrapped}" if unnormalized else f"stage1_block1_preact_{norm}norm"
+    )
+    stem = model.get_layer(f"stem{wrapped}")
+    stem = stem.layer if norm == "weight" else stem
+    assert stem.use_bias is (norm not in ("batch", "group", "layer"))
+
+
 def test_group_norm_uses_a_divisor_of_the_channels():
     model = zoo.create("lenet5", norm="group", groups=4)
     assert model.get_layer("conv1_groupnorm").groups == 3  # 6 channels
@@ -224,9 +240,10 @@ def test_a_spelled_knob_builds_the_same_model_as_its_canonical_name():
     assert [layer.name for layer in spelled.layers] == [layer.name for layer in canonical.layers]
 
 
-def test_maxout_needs_a_linear_layer():
+@pytest.mark.parametrize("name", ["resnet20", "wide_resnet16_2"])
+def test_maxout_needs_a_linear_layer(name):
     with pytest.raises(ValueError, match="maxout"):
-        zoo.create("resnet20", activation="maxout")
+        zoo.create(name, activation="maxout")
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ SMALL_MODELS = (
     "resnet20",
     "resnet32",
     "resnet56",
+    "wide_resnet16_2",
     "maxout_conv",
     "locally_connected_net",
     "mobilenet_tiny",

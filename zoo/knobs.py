@@ -195,18 +195,17 @@ class Knobs:
         activate: bool = True,
     ) -> Any:
         """Conv2D(filters, kernel_size) -> norm -> nonlinearity."""
-
-        def make(width: int, **kwargs: Any) -> keras.layers.Layer:
-            return keras.layers.Conv2D(
-                width * filters,
-                kernel_size,
-                strides=strides,
-                padding=padding,
-                **self._kernel_kwargs("kernel", [0, 1, 2]),
-                **kwargs,
-            )
-
+        make = self._conv_factory(filters, kernel_size, strides=strides, padding=padding)
         return self._unit(x, make, spatial=True, name=name, activate=activate)
+
+    def conv_layer(
+        self, x: Any, filters: int, kernel_size: int, *, name: str, strides: int = 1
+    ) -> Any:
+        """Conv2D(filters, kernel_size) alone ("same" padding), for pre-activation networks, where
+        the unit after it normalizes and activates its input (He et al. 2016, Identity Mappings;
+        Zagoruyko & Komodakis 2016)."""
+        make = self._conv_factory(filters, kernel_size, strides=strides, padding="same")
+        return self._linear(make, 1, name=name)(x)
 
     def depthwise_unit(
         self, x: Any, kernel_size: int, *, name: str, strides: int = 1, activate: bool = True
@@ -255,6 +254,13 @@ class Knobs:
                 f"Choose one of: {', '.join(a for a in ACTIVATIONS if a != 'maxout')}."
             )
         return self._nonlinearity(x, spatial=len(x.shape) == 4, name=name)
+
+    def norm_activate(self, x: Any, *, name: str) -> Any:
+        """norm -> nonlinearity with no linear layer before it: the first half of a pre-activation
+        unit. Maxout cannot be used here either (see `activate`)."""
+        spatial = len(x.shape) == 4
+        y = self._normalize(x, spatial=spatial, name=f"{name}_{self.norm}norm")
+        return self.activate(y, name=f"{name}_{self.activation}")
 
     def classifier(self, x: Any, num_classes: int, *, name: str = "predictions") -> Any:
         """The output layer: Dense(num_classes) with the init and weight penalties, then
@@ -305,16 +311,38 @@ class Knobs:
         """linear -> norm -> nonlinearity, with `make(width_multiplier, **kwargs)` the linear
         layer factory (the multiplier is `pieces` for maxout units, 1 otherwise)."""
         width = self.pieces if activate and self.activation == "maxout" else 1
-        use_bias = self.norm not in _SHIFTING_NORMS
-        linear = make(width, use_bias=use_bias, name=name)
-        if self.norm == "weight" and isinstance(linear, _WEIGHT_NORMALIZABLE):
-            linear = WeightNormalization(linear, name=f"{name}_weightnorm")
+        linear = self._linear(make, width, name=name)
         y = self._normalize(linear(x), spatial=spatial, name=f"{name}_{self.norm}norm")
         if not activate:
             return y
         if self.activation == "maxout":
             return Maxout(num_pieces=self.pieces, name=f"{name}_maxout")(y)
         return self._nonlinearity(y, spatial=spatial, name=f"{name}_{self.activation}")
+
+    def _linear(
+        self, make: Callable[..., keras.layers.Layer], width: int, *, name: str
+    ) -> keras.layers.Layer:
+        """The linear layer `make` builds, without a bias where the norm supplies the shift,
+        wrapped in WeightNormalization under norm="weight"."""
+        linear = make(width, use_bias=self.norm not in _SHIFTING_NORMS, name=name)
+        if self.norm == "weight" and isinstance(linear, _WEIGHT_NORMALIZABLE):
+            linear = WeightNormalization(linear, name=f"{name}_weightnorm")
+        return linear
+
+    def _conv_factory(
+        self, filters: int, kernel_size: int, *, strides: int, padding: str
+    ) -> Callable[..., keras.layers.Layer]:
+        def make(width: int, **kwargs: Any) -> keras.layers.Layer:
+            return keras.layers.Conv2D(
+                width * filters,
+                kernel_size,
+                strides=strides,
+                padding=padding,
+                **self._kernel_kwargs("kernel", [0, 1, 2]),
+                **kwargs,
+            )
+
+        return make
 
     def _normalize(self, x: Any, *, spatial: bool, name: str) -> Any:
         channels = x.shape[-1]

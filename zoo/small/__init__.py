@@ -14,6 +14,7 @@ from zoo.small import (
     nin,
     resnet_cifar,
     vgg,
+    wide_resnet,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "nin",
     "resnet_cifar",
     "vgg",
+    "wide_resnet",
 ]
