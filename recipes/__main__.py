@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 import recipes
 
@@ -21,6 +22,18 @@ def list_recipes() -> dict[str, str]:
         if isinstance(getattr(module, "DEFAULTS", None), dict):
             found[module_info.name] = (module.__doc__ or "").strip().splitlines()[0]
     return dict(sorted(found.items()))
+
+
+def recipe_defaults(recipe: str) -> dict[str, Any]:
+    """The `DEFAULTS` of recipe module `recipes.<recipe>`.
+
+    Raises:
+        ValueError: no such recipe; the message lists the recipes.
+    """
+    known = list_recipes()
+    if recipe not in known:
+        raise ValueError(f"unknown recipe {recipe!r}; the recipes are: {', '.join(known)}")
+    return dict(importlib.import_module(f"recipes.{recipe}").DEFAULTS)
 
 
 def main() -> None:

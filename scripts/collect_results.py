@@ -16,7 +16,6 @@ trains differently on two machines; the column names a precision other than floa
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import statistics
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python scripts/collect_results.py`: find the packages
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from recipes.__main__ import recipe_defaults
 from recipes.train.config import RunConfig, flat_items
 
 # Settings that differ between repeats of one experiment without changing the experiment; the
@@ -63,10 +63,10 @@ def changed_settings(recipe: str, config: dict[str, Any]) -> str:
     """`key=value` for every setting of `config` (flat option names) that differs from recipe
     `recipe`'s defaults."""
     try:
-        recipe_defaults = importlib.import_module(f"recipes.{recipe}").DEFAULTS
-    except ModuleNotFoundError:
+        settings = recipe_defaults(recipe)
+    except ValueError:
         return "(unknown recipe)"
-    defaults = flat_items(RunConfig.from_dict(recipe_defaults))
+    defaults = flat_items(RunConfig.from_dict(settings))
     changed = [
         f"{key}={json.dumps(value) if isinstance(value, dict) else value}"
         for key, value in sorted(config.items())

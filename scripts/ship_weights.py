@@ -1,7 +1,7 @@
 """Turns a finished recipe run into weights the zoo ships: a float16 weights file and its card.
 
     python scripts/ship_weights.py RUN_DIR [--tag fashion_mnist] [--manual-dir DIR]
-                                   [--tolerance 0.0005] [--out-dir zoo/weights]
+                                   [--recipe NAME] [--tolerance 0.0005] [--out-dir zoo/weights]
 
 For a run of a small zoo model (trained from scratch, not fine-tuned), this
 
@@ -20,7 +20,8 @@ For a run of a small zoo model (trained from scratch, not fine-tuned), this
 5. writes the file and its card `<model>-<tag>.json` (atomically, the card last) with the
    accuracies to 4 decimals, the parameter count, the file's sha256, the preprocessing the input
    needs, the class names and the recipe command that reproduces the run's configuration (checked
-   by parsing it back), then loads the weights through `zoo.create(model, weights=tag)` and
+   by parsing it back: the command of the recipe that trained the run, or of `--recipe`, a recipe
+   written later whose defaults are the run's settings), then loads the weights through `zoo.create(model, weights=tag)` and
    measures them once more.
 """
 
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import re
 import shlex
@@ -45,6 +45,7 @@ import keras
 import numpy as np
 
 import zoo
+from recipes.__main__ import recipe_defaults
 from recipes.data.tta import tta_metrics
 from recipes.optim import get_loss
 from recipes.optim.losses import loss_output_activation
@@ -130,11 +131,13 @@ def recipe_flags(config: RunConfig, defaults: RunConfig) -> list[str]:
 
 
 def recipe_command(recipe: str, config: RunConfig) -> str:
-    """The recipe command that trains `config`, checked by parsing it back."""
-    module = importlib.import_module(f"recipes.{recipe}")
-    defaults = RunConfig.from_dict(module.DEFAULTS, "recipe defaults")
-    flags = recipe_flags(config, defaults)
-    parsed = resolve_config(module.DEFAULTS, flags, recipe, "")
+    """The command of recipe `recipe` that trains `config`, checked by parsing it back."""
+    try:
+        recipe_settings = recipe_defaults(recipe)
+    except ValueError as error:
+        raise ShipError(str(error)) from None
+    flags = recipe_flags(config, RunConfig.from_dict(recipe_settings, "recipe defaults"))
+    parsed = resolve_config(recipe_settings, flags, recipe, "")
     wanted, got = dotted_items(config), dotted_items(parsed)
     differences = [key for key in wanted if key not in NOT_IN_COMMAND and wanted[key] != got[key]]
     if differences:
@@ -209,13 +212,19 @@ def ship_run(
     data_overrides: dict[str, str],
     out_dir: Path,
     tolerance: float = DEFAULT_TOLERANCE,
+    recipe: str | None = None,
 ) -> pretrained.PretrainedCard:
-    """Ships finished run `run_dir` as weights `tag` into `out_dir`; returns the card written."""
+    """Ships finished run `run_dir` as weights `tag` into `out_dir`; returns the card written.
+
+    The card's command is recipe `recipe`'s (default: the recipe that trained the run).
+    """
     missing = [n for n in ("config.json", FINAL_MODEL, METRICS_FILE) if not (run_dir / n).is_file()]
     if missing:
         raise ShipError(f"{run_dir} is not a finished run: {', '.join(missing)} missing")
     config = saved_run_config(run_dir).updated(data_overrides, "the data flags")
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    recipe = recipe or metrics["recipe"]
+    command = recipe_command(recipe, config)  # before the long measurements: it may refuse
     test, info = load_data(config, "test")
     recorded_fingerprint = metrics["dataset"]["fingerprint"].get("test")
     if info.fingerprint.get("test") != recorded_fingerprint:
@@ -256,8 +265,8 @@ def ship_run(
             "test_images": info.split_sizes["test"],
             "test_fingerprint": recorded_fingerprint,
         },
-        "recipe": metrics["recipe"],
-        "command": recipe_command(metrics["recipe"], config),
+        "recipe": recipe,
+        "command": command,
         "training": {
             "epochs": config.run.epochs,
             "seed": config.run.seed,
@@ -310,16 +319,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dirs", nargs="+", type=Path, help="finished run directories")
     parser.add_argument("--tag", help="the weights' name (default: the run's dataset name)")
     add_data_location_arguments(parser)
+    parser.add_argument(
+        "--recipe",
+        help="the recipe whose command the card records (default: the one that trained the run)",
+    )
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     parser.add_argument("--out-dir", type=Path, default=pretrained.WEIGHTS_DIR)
     args = parser.parse_args(argv)
     overrides = data_overrides(args)
+    if args.recipe is not None:  # before any run is read: a typo should not cost a measurement
+        try:
+            recipe_defaults(args.recipe)
+        except ValueError as error:
+            sys.exit(f"error: {error}")
     for run_dir in args.run_dirs:
         try:
             tag = args.tag or saved_run_config(run_dir).data.dataset
             if not re.fullmatch(r"[a-z0-9_]+", tag):
                 raise ShipError(f"--tag must be lower case letters, digits and _, got {tag!r}")
-            card = ship_run(run_dir, tag, overrides, args.out_dir, args.tolerance)
+            card = ship_run(run_dir, tag, overrides, args.out_dir, args.tolerance, args.recipe)
         except ShipError as error:
             sys.exit(f"error: {error}")
         print(

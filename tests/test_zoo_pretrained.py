@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
+from recipes.__main__ import recipe_defaults
 from recipes.data import load_dataset
 from recipes.data.tta import tta_metrics
 from recipes.train.config import RunConfig, resolve_config
@@ -203,6 +204,22 @@ def test_recipe_command_reproduces_the_configuration():
     assert "--out-dir" not in flags and "--lookahead" in flags and "--image-size" in flags
     with pytest.raises(ship_weights.ShipError, match="no flag removes"):
         ship_weights.recipe_flags(RunConfig(), RunConfig.from_dict(defaults))
+
+
+def test_recipe_command_of_another_recipe():
+    """A run of one recipe with flags is the plain command of a recipe whose defaults are them."""
+    settings = {"model": {"name": "resnet20", "knobs": {"l2": 2.5e-4}}, "run": {"seed": 1}}
+    config = RunConfig.from_dict(recipe_defaults("resnet20_fashion_mnist")).updated(settings)
+    assert ship_weights.recipe_command("resnet20_fashion_mnist", config) == (
+        "python -m recipes.resnet20_fashion_mnist --seed 1 --l2 0.00025"
+    )
+    assert ship_weights.recipe_command("resnet20_cifar10", config).startswith(
+        "python -m recipes.resnet20_cifar10 --seed 1 --dataset fashion_mnist"
+    )
+    with pytest.raises(ship_weights.ShipError, match="unknown recipe 'resnet_20'; the recipes"):
+        ship_weights.recipe_command("resnet_20", config)
+    with pytest.raises(SystemExit, match="unknown recipe 'resnet_20'"):
+        ship_weights.main(["somewhere", "--recipe", "resnet_20", "--tag", "x"])
 
 
 @pytest.mark.slow

@@ -20,30 +20,15 @@ vary. Run the same command again to resume an interrupted search. See docs/hpara
 from __future__ import annotations
 
 import argparse
-import importlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from recipes.__main__ import recipe_defaults
 from recipes.search.coarse_to_fine import SearchSettings, run_search
 from recipes.search.report import BEST_CONFIG, SCATTER_PNG, TRIALS_CSV, TrialRecord
 from recipes.search.space import RESERVED_KEYS, parse_params
 from recipes.search.tuner import STRATEGIES
 from recipes.train.config import option_key, resolve_config
-
-
-def recipe_defaults(recipe: str) -> dict[str, Any]:
-    """The `DEFAULTS` of recipe module `recipes.<recipe>`.
-
-    Raises:
-        ValueError: no such recipe; the message lists the recipes.
-    """
-    from recipes.__main__ import list_recipes
-
-    known = list_recipes()
-    if recipe not in known:
-        raise ValueError(f"unknown recipe {recipe!r}; the recipes are: {', '.join(known)}")
-    return dict(importlib.import_module(f"recipes.{recipe}").DEFAULTS)
 
 
 def build_parser() -> argparse.ArgumentParser:
