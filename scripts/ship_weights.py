@@ -21,8 +21,8 @@ For a run of a small zoo model (trained from scratch, not fine-tuned), this
    accuracies to 4 decimals, the parameter count, the file's sha256, the preprocessing the input
    needs, the class names and the recipe command that reproduces the run's configuration (checked
    by parsing it back: the command of the recipe that trained the run, or of `--recipe`, a recipe
-   written later whose defaults are the run's settings), then loads the weights through `zoo.create(model, weights=tag)` and
-   measures them once more.
+   written later whose defaults are the run's settings), then loads the weights through
+   `zoo.create(model, weights=tag)` and measures them once more.
 """
 
 from __future__ import annotations
