@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", type=Path, default=pretrained.WEIGHTS_DIR)
     args = parser.parse_args(argv)
     overrides = data_overrides(args)
-    if args.recipe is not None:  # before any run is read: a typo should not cost a measurement
+    if args.recipe is not None:  # an argument error: reported once, before any run directory
         try:
             recipe_defaults(args.recipe)
         except ValueError as error:
