@@ -27,6 +27,7 @@ REQUIRED = {
     "mlp": "fashion_mnist",
     "mobilenet_tiny": "fashion_mnist",
     "resnet20": "fashion_mnist",
+    "wide_resnet16_2": "fashion_mnist",
 }
 CARDS = [card for tags in pretrained.pretrained_cards().values() for card in tags.values()]
 
