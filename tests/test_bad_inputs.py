@@ -96,6 +96,7 @@ CLI_CASES = [
     ("optimizer option not a bool", FRESH, ["--opt", "nesterov=maybe"], 2, "maybe"),
     ("schedule misspelt", FRESH, ["--lr-schedule", "cosin"], 2, "cosin"),
     ("schedule option unknown", FRESH, ["--schedule-option", "drop=1"], 2, "drop"),
+    ("schedule option set by the run", FRESH, ["--schedule-option", "epochs=120"], 2, "--epochs"),
     ("warmup negative", FRESH, ["--warmup-epochs", "-1"], 2, "warmup_epochs=-1"),
     ("loss misspelt", FRESH, ["--loss", "hinge_svm"], 2, "hinge_svm"),
     ("loss option unknown", FRESH, ["--loss-option", "smoothing=0.1"], 2, "label_smoothing"),

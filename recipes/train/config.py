@@ -42,6 +42,7 @@ import zoo
 from layers.validation import check_bool, check_choice, check_integer, check_number, check_shape
 from recipes.data.datasets import PREPROCESSING_MODES
 from recipes.data.tta import TTA_MODES
+from recipes.optim.schedules import schedule_hyperparameters
 from recipes.train.errors import TRACEBACK_FLAG
 from recipes.train.execution import AUTO, JIT_COMPILE_MODES, LEGACY_SETTINGS, PRECISIONS
 from zoo.knobs import KNOB_DEFAULTS, Knobs
@@ -229,6 +230,27 @@ class ModelConfig:
         check_integer("model.top_k", self.top_k, low=1)
 
 
+# The timing arguments of `get_schedule` that the runner passes from other settings.
+_RUN_SET_SCHEDULE_OPTIONS = {
+    "base_lr": "optim.lr (--lr)",
+    "steps_per_epoch": "the training split's size and run.batch_size (--batch-size)",
+    "epochs": "run.epochs (--epochs)",
+    "warmup_epochs": "optim.warmup_epochs (--warmup-epochs)",
+}
+
+
+def _refuse_run_set_schedule_options(schedule: str, options: Mapping[str, Any]) -> None:
+    """Refuses a schedule option the runner sets itself, naming where it comes from instead."""
+    for key in options:
+        if key in _RUN_SET_SCHEDULE_OPTIONS:
+            own = ", ".join(schedule_hyperparameters(schedule)) or "none"
+            raise ValueError(
+                f"`optim.schedule_options` (--schedule-option) cannot set {key!r}: the run sets "
+                f"it from {_RUN_SET_SCHEDULE_OPTIONS[key]}. The options of schedule "
+                f"{schedule!r}: {own}. Received: optim.schedule_options={dict(options)}"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """How the model is optimized: optimizer, learning rate and its schedule, loss."""
@@ -279,6 +301,7 @@ class OptimConfig:
         _set(self, "options", _mapping("optim.options", self.options))
         _str("optim.schedule", self.schedule)
         _set(self, "schedule_options", _mapping("optim.schedule_options", self.schedule_options))
+        _refuse_run_set_schedule_options(self.schedule, self.schedule_options)
         _set(self, "warmup_epochs", _float("optim.warmup_epochs", self.warmup_epochs, low=0))
         _str("optim.loss", self.loss)
         _set(self, "loss_options", _mapping("optim.loss_options", self.loss_options))
