@@ -393,6 +393,9 @@ def test_an_old_run_resumes_in_float32_without_xla_one_step_per_execution(tmp_pa
 def test_history_records_the_speed_of_each_epochs_training(tmp_path):
     train(tmp_path, "--epochs", "2", "--steps-per-execution", "2")
     for row in read_history(tmp_path):
-        assert row["epoch_seconds"] > 0
-        # 3,600 training images per epoch (rounding: 4 decimals of seconds, 1 of images/s)
-        assert row["images_per_second"] == pytest.approx(3600 / row["epoch_seconds"], rel=1e-3)
+        seconds, speed = row["epoch_seconds"], row["images_per_second"]
+        assert seconds > 0
+        # 3,600 training images per epoch. The history rounds seconds to 4 decimals and images/s
+        # to 1, which moves their ratio by up to this much (0.1% for a 50 ms epoch):
+        rounding = 0.5e-4 / seconds + 0.05 / speed
+        assert speed == pytest.approx(3600 / seconds, rel=1.01 * rounding)
