@@ -5,6 +5,7 @@ import json
 import pytest
 
 import zoo
+from recipes.optim.schedules import TIMING_ARGUMENTS
 from recipes.train.config import (
     CONFIG_FILE,
     RunConfig,
@@ -122,6 +123,15 @@ def test_every_flag_says_what_it_is_and_its_recipe_default():
 def test_bad_values_name_the_key_the_value_and_what_is_accepted(values, message):
     with pytest.raises(ValueError, match=message):
         RunConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("timing_argument", TIMING_ARGUMENTS)
+def test_schedule_options_refuse_each_timing_argument_naming_its_setting(timing_argument):
+    optim = {"schedule": "cosine", "schedule_options": {timing_argument: 3}}
+    with pytest.raises(
+        ValueError, match=rf"cannot set '{timing_argument}': the run sets it from \w"
+    ):
+        RunConfig.from_dict({"optim": optim})
 
 
 def test_unknown_keys_in_files_and_flags(tmp_path, capsys):

@@ -53,6 +53,10 @@ SCHEDULE_NAMES: tuple[str, ...] = (
     "plateau",
 )
 
+# The arguments of `get_schedule` that place a schedule in time rather than shape it; a runner
+# sets them from its own settings.
+TIMING_ARGUMENTS: tuple[str, ...] = ("base_lr", "steps_per_epoch", "epochs", "warmup_epochs")
+
 Schedule = keras.optimizers.schedules.LearningRateSchedule
 
 _KIND = "learning-rate schedule"
@@ -427,7 +431,7 @@ def get_schedule_callbacks(
     if isinstance(name, Schedule | Mapping):
         return []
     canonical = canonical_schedule_name(name)
-    for timing_argument in ("base_lr", "steps_per_epoch", "epochs", "warmup_epochs"):
+    for timing_argument in TIMING_ARGUMENTS:
         kwargs.pop(timing_argument, None)
     arguments = _check_arguments(canonical, _SPECS[canonical], kwargs)
     if canonical != "plateau":

@@ -42,7 +42,7 @@ import zoo
 from layers.validation import check_bool, check_choice, check_integer, check_number, check_shape
 from recipes.data.datasets import PREPROCESSING_MODES
 from recipes.data.tta import TTA_MODES
-from recipes.optim.schedules import schedule_hyperparameters
+from recipes.optim.schedules import TIMING_ARGUMENTS, schedule_hyperparameters
 from recipes.train.errors import TRACEBACK_FLAG
 from recipes.train.execution import AUTO, JIT_COMPILE_MODES, LEGACY_SETTINGS, PRECISIONS
 from zoo.knobs import KNOB_DEFAULTS, Knobs
@@ -230,8 +230,8 @@ class ModelConfig:
         check_integer("model.top_k", self.top_k, low=1)
 
 
-# The timing arguments of `get_schedule` that the runner passes from other settings.
-_RUN_SET_SCHEDULE_OPTIONS = {
+# Where the runner takes each of the schedule's timing arguments from.
+_TIMING_ARGUMENT_SOURCES = {
     "base_lr": "optim.lr (--lr)",
     "steps_per_epoch": "the training split's size and run.batch_size (--batch-size)",
     "epochs": "run.epochs (--epochs)",
@@ -242,11 +242,11 @@ _RUN_SET_SCHEDULE_OPTIONS = {
 def _refuse_run_set_schedule_options(schedule: str, options: Mapping[str, Any]) -> None:
     """Refuses a schedule option the runner sets itself, naming where it comes from instead."""
     for key in options:
-        if key in _RUN_SET_SCHEDULE_OPTIONS:
+        if key in TIMING_ARGUMENTS:
             own = ", ".join(schedule_hyperparameters(schedule)) or "none"
             raise ValueError(
                 f"`optim.schedule_options` (--schedule-option) cannot set {key!r}: the run sets "
-                f"it from {_RUN_SET_SCHEDULE_OPTIONS[key]}. The options of schedule "
+                f"it from {_TIMING_ARGUMENT_SOURCES[key]}. The options of schedule "
                 f"{schedule!r}: {own}. Received: optim.schedule_options={dict(options)}"
             )
 
