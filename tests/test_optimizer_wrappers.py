@@ -439,7 +439,11 @@ def run_lenet(run_dir: Path, *flags: str) -> dict:
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"run.epochs": 3, "optim.swa_start_epoch": 4}, r"must be in \(0, run.epochs=3\]"),
+        (
+            {"run.epochs": 3, "optim.swa_start_epoch": 4},
+            r"must be in \(0, run.epochs=3\]: a run shortened with --epochs needs an earlier "
+            r"--swa-start-epoch",
+        ),
         (
             {"run.epochs": 3, "model.name": "mobilenet", "model.fine_tune": "full"}
             | {"model.head_epochs": 2}

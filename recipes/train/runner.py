@@ -303,7 +303,8 @@ def compile_model(
             raise ValueError(
                 f"optim.swa_start_epoch must be in ({last}, run.epochs={config.run.epochs}]"
                 + (" (after the head-only epochs of full fine-tuning)" if last else "")
-                + f". Received: optim.swa_start_epoch={optim.swa_start_epoch}"
+                + ": a run shortened with --epochs needs an earlier --swa-start-epoch. "
+                + f"Received: optim.swa_start_epoch={optim.swa_start_epoch}"
             )
         start_step, period = swa_steps(
             optim.swa_start_epoch, steps_per_epoch, optim.swa_every_steps, first_epoch
