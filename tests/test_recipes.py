@@ -35,6 +35,7 @@ def test_recipe_listing():
         "vgg_small_cifar10",
         "resnet20_cifar10",
         "resnet20_fashion_mnist",
+        "wide_resnet16_2_fashion_mnist",
         "resnet20_groupnorm_small_batch",
         "finetune_imagenet",
         "weightnorm_fashion_mnist",
