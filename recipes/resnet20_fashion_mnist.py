@@ -15,8 +15,9 @@ settings, the same network reaches 0.9486 ± 0.0003 single-view in 60 epochs; th
 parameters, three times the computation) reaches 0.9505 ± 0.0002 (seeds 0-1); width came closest:
 `--model wide_resnet16_2 --l2 2.5e-4` (693K parameters) 0.9533 ± 0.0012 (seeds 0-1), 0.9545 with
 seed 0, and with the Random Erasing paper's augmentation added (`--augment
-flip_h,crop:pad=4,erase:fill=mean:max_area=0.4`) 0.9536 ± 0.0005 (seeds 0-1). Stochastic weight averaging on top of that came closer still:
-`wide_resnet16_2_fashion_mnist`. docs/RESULTS.md has this recipe's runs.
+flip_h,crop:pad=4,erase:fill=mean:max_area=0.4`) 0.9536 ± 0.0005 (seeds 0-1). Stochastic weight
+averaging on top of that came closer still: `wide_resnet16_2_fashion_mnist`. docs/RESULTS.md has
+this recipe's runs.
 
     python -m recipes.resnet20_fashion_mnist --dataset sample --epochs 3
     python -m recipes.resnet20_fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist \\

@@ -18,10 +18,11 @@ short of the 0.955 this recipe bids for; the averaged model's test loss is lower
 0.232).
 
 On 2 CPU cores, with two runs side by side, an epoch takes about four minutes: a run is about
-eleven hours, so start it with `--out-dir` and continue it with `--resume`. The averaging starts at a
-fixed epoch, so a run shortened with `--epochs` needs an earlier `--swa-start-epoch` (and, to
+eleven hours, so start it with `--out-dir` and continue it with `--resume`. The averaging starts
+at a fixed epoch, so a run shortened with `--epochs` needs an earlier `--swa-start-epoch` (and, to
 keep the shape of the schedule, `--schedule-option first_decay_epochs=...`). docs/RESULTS.md has
-this recipe's runs (trained as `resnet20_fashion_mnist` with these settings as flags).
+this recipe's runs (trained as `resnet20_fashion_mnist` with these settings as flags), and
+`zoo.create("wide_resnet16_2", weights="fashion_mnist")` loads seed 1's weights.
 
     python -m recipes.wide_resnet16_2_fashion_mnist --dataset sample --epochs 3 --swa-start-epoch 3
     python -m recipes.wide_resnet16_2_fashion_mnist --manual-dir /usr/share/datasets/fashion-mnist \\
