@@ -16,6 +16,7 @@ from recipes.train.execution import (
     check_jit_compile,
     dtype_policy,
     estimate_step_seconds,
+    float32_training_model,
     model_family,
     model_precision,
     resolve_jit_compile,
@@ -170,6 +171,41 @@ def test_precision_of_built_and_saved_models(precision, tmp_path):
     # The loss scaling is saved with the model: a plain load_model keeps it.
     loss_scaled = isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
     assert loss_scaled is (precision == "mixed_float16")
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_a_float32_training_copy_keeps_the_weights_and_the_optimizer_state(precision, tmp_path):
+    with dtype_policy(precision):
+        model = _tiny_model()
+    optimizer = wrap_for_policy(keras.optimizers.SGD(0.1, momentum=0.9), precision)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["acc"])
+    data = np.random.default_rng(0).normal(size=(12, 6)), np.arange(12) % 3
+    model.fit(*data, batch_size=4, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")  # as a resume loads its checkpoint
+
+    copy = float32_training_model(loaded)
+    assert model_precision(copy) == "float32"
+    assert all(
+        np.array_equal(a, b) for a, b in zip(loaded.get_weights(), copy.get_weights(), strict=True)
+    )
+    # Loss scaling is left out; the wrapped optimizer's momentum slots and step count carry over.
+    assert type(copy.optimizer) is keras.optimizers.SGD
+    inner = loaded.optimizer
+    if isinstance(inner, keras.optimizers.LossScaleOptimizer):
+        inner = inner.inner_optimizer
+    assert int(copy.optimizer.iterations.numpy()) == 3
+    momentums = [v for v in copy.optimizer.variables if "momentum" in v.path]
+    assert len(momentums) == 4 and any(np.any(v.numpy() != 0) for v in momentums)
+    for old, new in zip(inner.variables, copy.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(old.numpy(), new.numpy())
+    # It trains on, compiled as the checkpoint was (loss and metrics).
+    history = copy.fit(*data, batch_size=4, verbose=0).history
+    assert set(history) == {"loss", "acc"} and np.isfinite(history["loss"][0])
+    assert int(copy.optimizer.iterations.numpy()) == 6
+
+    with pytest.raises(ValueError, match="`model` must be compiled"):
+        float32_training_model(_tiny_model())
 
 
 def test_step_time_estimate_leaves_the_model_unchanged():

@@ -31,10 +31,11 @@ from recipes.callbacks.checkpoints import (
 )
 from recipes.callbacks.divergence import DivergenceGuard, TrainingDiverged
 from recipes.optim import CountingLossScaleOptimizer, applied_batches
+from recipes.train import runner
 from recipes.train.config import CONFIG_FILE, RunConfig
 from recipes.train.execution import model_precision, resolve_jit_compile, resolve_precision
 from recipes.train.files import atomic_replace_members
-from recipes.train.hardware import detect_hardware
+from recipes.train.hardware import Hardware, detect_hardware
 from recipes.train.runner import build_model, recipe_main
 from tests.conftest import REPO_ROOT, run_python
 from tests.test_run_state import Crash, crash_at_commit, set_checkpoint_state, snapshot
@@ -343,6 +344,39 @@ def test_resume_keeps_the_precision_and_may_change_xla_and_steps(tmp_path):
     final = load_checkpoint_model(changed_dir / "model.keras")
     assert isinstance(final.optimizer, CountingLossScaleOptimizer)
     assert applied_batches(final.optimizer) == 3 * STEPS_PER_EPOCH
+
+
+def test_auto_resumes_a_bfloat16_run_in_float32_on_a_cpu_without_native_bfloat16(
+    tmp_path, monkeypatch, capsys
+):
+    # A run carried between machines: trained on a CPU with native bfloat16 (where `auto` picks
+    # mixed_bfloat16), resumed on one without, where bfloat16 would be emulated.
+    native, plain = Hardware(cpu_flags=frozenset({"avx512_bf16"})), Hardware()
+    monkeypatch.setattr(runner, "detect_hardware", lambda: native)
+    stopped = stopped_after_one_epoch(tmp_path / "carried")
+    assert model_precision(load_checkpoint_model(stopped / LAST_MODEL)) == "mixed_bfloat16"
+
+    monkeypatch.setattr(runner, "detect_hardware", lambda: plain)
+    capsys.readouterr()
+    metrics = train(stopped, "--epochs", "3", "--resume")
+    assert (
+        "Resuming in float32: the checkpoint computes in mixed_bfloat16, which --precision auto "
+        "does not choose on this hardware (cpu (no native bfloat16))"
+    ) in capsys.readouterr().out
+    assert metrics["precision"] == "float32" and metrics["epochs"] == 3
+    assert saved_run(stopped)["precision"] == "auto"
+    final = load_checkpoint_model(stopped / "model.keras")
+    assert model_precision(final) == "float32"
+    assert applied_batches(final.optimizer) == 3 * STEPS_PER_EPOCH
+    assert [row["epoch"] for row in read_history(stopped)] == [1, 2, 3]
+
+    # The other way round the run stays in float32: it never moves into a mixed precision.
+    stopped = stopped_after_one_epoch(tmp_path / "float32")
+    monkeypatch.setattr(runner, "detect_hardware", lambda: native)
+    capsys.readouterr()
+    metrics = train(stopped, "--epochs", "3", "--resume")
+    assert metrics["precision"] == "float32"
+    assert "Resuming in float32" not in capsys.readouterr().out
 
 
 def _as_written_before_the_execution_settings(run_dir: Path) -> None:

@@ -280,6 +280,52 @@ def float32_model(model: keras.Model) -> keras.Model:
     return copy
 
 
+def float32_training_model(model: keras.Model) -> keras.Model:
+    """`float32_model(model)` compiled as `model` is, its optimizer's state carried over.
+
+    For a run that resumes on hardware without its mixed precision (a checkpoint trained in
+    mixed_bfloat16 on a CPU with native bfloat16, resumed on one that emulates bfloat16 several
+    times slower than float32): the variables are float32 already, so training goes on from the
+    same weights and optimizer state, only the rounding of activations changes. Loss scaling,
+    which float32 does not need, is left out: the copy's optimizer is the one it wrapped, whose
+    `iterations` (and so its schedule) exclude the steps loss scaling skipped.
+
+    Args:
+        model: a compiled, built model with a built optimizer (a loaded checkpoint).
+
+    Raises:
+        ValueError: `model` has not been compiled.
+    """
+    if getattr(model, "optimizer", None) is None:
+        raise ValueError(f"`model` must be compiled. Received: model={model.name!r}")
+    optimizer = model.optimizer
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    copy = float32_model(model)
+    compile_config = model.get_compile_config()
+    compile_config["optimizer"] = keras.optimizers.serialize(optimizer)
+    copy.compile_from_config(compile_config)  # builds the new optimizer for the copy's weights
+    _copy_optimizer_state(optimizer, copy.optimizer)
+    return copy
+
+
+def _copy_optimizer_state(
+    source: keras.optimizers.Optimizer, target: keras.optimizers.Optimizer
+) -> None:
+    """Assigns `source`'s variables to `target`'s, built the same way for the same weights."""
+    pairs = list(zip(source.variables, target.variables, strict=False))
+    if len(source.variables) != len(target.variables) or any(
+        tuple(old.shape) != tuple(new.shape) for old, new in pairs
+    ):
+        raise ValueError(
+            f"cannot carry the state of optimizer {source.name!r} over: its "
+            f"{len(source.variables)} variables do not match the {len(target.variables)} of its "
+            "copy built for the float32 model"
+        )
+    for old, new in pairs:
+        new.assign(old)
+
+
 def model_precision(model: keras.Model) -> str:
     """The precision `model` was built with, from its layers' dtype policies (saved with them):
     its mixed policy, or "float32" when none is mixed (output layers are float32 under any

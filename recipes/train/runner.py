@@ -104,6 +104,7 @@ from recipes.train.execution import (
     check_steps_per_execution,
     dtype_policy,
     estimate_step_seconds,
+    float32_training_model,
     model_family,
     model_precision,
     resolve_jit_compile,
@@ -244,6 +245,23 @@ def resolve_execution(model: keras.Model, config: RunConfig, steps_per_epoch: in
             else auto_steps_per_execution(step_seconds, steps_per_epoch, every)
         )
     return Execution(precision, jit_compile, steps, hardware.describe())
+
+
+def _model_to_resume(model: keras.Model, config: RunConfig) -> keras.Model:
+    """The loaded checkpoint `model`, which keeps the precision it was built with (saved in its
+    layers), or its float32 copy (`float32_training_model`) when that precision is a mixed one
+    `--precision auto` chose on other hardware and would not choose here: a run carried from a
+    CPU with native bfloat16 to one without would otherwise go on emulating bfloat16, several
+    times slower than float32. A run never moves into a mixed precision midway."""
+    saved = model_precision(model)
+    hardware = detect_hardware()
+    if config.run.precision != AUTO or saved in ("float32", resolve_precision(AUTO, hardware)):
+        return model
+    print(
+        f"Resuming in float32: the checkpoint computes in {saved}, which --precision auto does "
+        f"not choose on this hardware ({hardware.describe()})"
+    )
+    return float32_training_model(model)
 
 
 def set_execution(model: keras.Model, execution: Execution) -> Execution:
@@ -504,8 +522,9 @@ def _train(
     steps_per_epoch = math.ceil(info.split_sizes["train"] / config.run.batch_size)
     with strategy.scope():
         if state.epochs_done:
-            # The model keeps the precision it was built with (saved in its layers).
             model = load_checkpoint_model(run_dir / LAST_MODEL)
+            batches_trained = applied_batches(model.optimizer)
+            model = _model_to_resume(model, config)
             execution = set_execution(model, resolve_execution(model, config, steps_per_epoch))
         else:
             model = build_model(config, info.image_shape, info.num_classes)
@@ -515,8 +534,7 @@ def _train(
             # Full fine-tuning restarts the optimizer's step count in its second phase. The
             # steps loss scaling skipped (non-finite gradients) count as batches trained.
             if state.epochs_done and len(_training_phases(config)) == 1:
-                steps = applied_batches(model.optimizer)
-                state = reconcile_optimizer_steps(run_dir, state, steps, steps_per_epoch)
+                state = reconcile_optimizer_steps(run_dir, state, batches_trained, steps_per_epoch)
             epochs_done = continue_from_chief(model, strategy, state.epochs_done)
             if epochs_done != state.epochs_done:  # a non-chief worker, now at the chief's epoch
                 state = dataclasses.replace(
