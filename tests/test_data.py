@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from layers import MeanImageSubtraction
 from recipes.data.augment import build_augmentation
-from recipes.data.datasets import _tfds_name, assign_splits, load_dataset
+from recipes.data.datasets import _tfds_name, assign_splits, draw_seed, load_dataset
 from tests.conftest import write_image_folder
 from tests.test_idx import write_split
 from tests.test_image_folder import make_folder
@@ -67,6 +67,31 @@ def test_training_shuffle_is_seeded():
 
     np.testing.assert_array_equal(first_labels(1), first_labels(1))
     assert not np.array_equal(first_labels(1), first_labels(2))
+
+
+def test_a_resumed_pipeline_draws_anew_and_keeps_the_splits():
+    """A run resumed after epoch N shuffles and augments from a seed of its own, the same at
+    every resume from N, instead of repeating the draws of its first session; a new run keeps
+    the run's seed, and the carved splits never move."""
+
+    def first_epoch_of(first_epoch=None, split="train"):
+        extra = {} if first_epoch is None else {"first_epoch": first_epoch}
+        ds, _ = load_dataset(
+            "sample", split, seed=2, batch_size=400, augment="flip_h,crop,erase", **extra
+        )
+        return collect(ds)
+
+    new_run, resumed = first_epoch_of(), first_epoch_of(5)
+    for a, b in zip(first_epoch_of(0), new_run, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(first_epoch_of(5), resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(new_run[1], resumed[1])  # another order
+    assert not np.array_equal(new_run[0], resumed[0])
+    assert not np.array_equal(first_epoch_of(6)[1], resumed[1])
+    for a, b in zip(first_epoch_of(0, "validation"), first_epoch_of(5, "validation"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert draw_seed(2, 0) == 2 and draw_seed(2, 5) not in (2, draw_seed(2, 6), draw_seed(3, 5))
 
 
 def test_mean_image_and_per_channel_preprocessing():
@@ -198,6 +223,7 @@ def test_resize():
         ({"split": "dev"}, "unknown split 'dev'"),
         ({"preprocessing": "whiten"}, "unknown preprocessing 'whiten'"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"first_epoch": -1}, r"`first_epoch` must be an integer >= 0. Received: first_epoch=-1"),
     ],
 )
 def test_bad_arguments(kwargs, message):

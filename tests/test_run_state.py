@@ -31,9 +31,11 @@ from recipes.callbacks.checkpoints import (
     read_state,
 )
 from recipes.callbacks.divergence import TrainingDiverged
+from recipes.data import SPLITS
+from recipes.train import runner
 from recipes.train.files import LOCK_FILE, atomic_replace_members
 from recipes.train.model_card import MODEL_CARD_FILE
-from recipes.train.runner import METRICS_FILE, recipe_cli, recipe_main
+from recipes.train.runner import METRICS_FILE, load_data, recipe_cli, recipe_main
 from tests.conftest import REPO_ROOT
 
 RECIPE = "mlp_fashion_mnist"
@@ -463,6 +465,23 @@ def test_following_the_way_out_resumes(stopped_run, tmp_path):
     train(damaged, "--resume")
     assert_consistent(damaged, 3)
     assert read_history(damaged)[:best_epoch] == read_history(stopped_run)[:best_epoch]
+
+
+def test_a_resumed_run_draws_its_training_batches_anew(stopped_run, tmp_path, monkeypatch):
+    """The session that resumes after epoch 2 builds its pipelines for the epochs done, so that
+    its shuffle and augmentations are not the ones the run's first session started with (see
+    `recipes.data.datasets.draw_seed`)."""
+    run_dir = copy_of(stopped_run, tmp_path)
+    first_epochs = []
+
+    def recording_load_data(config, split=SPLITS, first_epoch=0):
+        first_epochs.append(first_epoch)
+        return load_data(config, split, first_epoch)
+
+    monkeypatch.setattr(runner, "load_data", recording_load_data)
+    train(run_dir, "--resume")
+    assert first_epochs == [2]
+    assert_consistent(run_dir, 3)
 
 
 # ------------------------------------------------------------------------------------------------

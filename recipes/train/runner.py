@@ -176,11 +176,15 @@ def _model_options(config: RunConfig) -> dict[str, Any]:
 
 
 @configuration_errors()
-def load_data(config: RunConfig, split: str | tuple[str, ...] = SPLITS) -> tuple[Any, DatasetInfo]:
+def load_data(
+    config: RunConfig, split: str | tuple[str, ...] = SPLITS, first_epoch: int = 0
+) -> tuple[Any, DatasetInfo]:
     """The pipelines a config trains and evaluates on, exactly as `run` builds them.
 
     Labels are one-hot when the config's loss needs them; the other settings come from the
-    config's data options. See `recipes.data.datasets.load_dataset` for what `split` selects.
+    config's data options. See `recipes.data.datasets.load_dataset` for what `split` selects, and
+    for `first_epoch`, the epochs a resumed run has done, which gives its training draws a seed
+    of their own.
     """
     return load_dataset(
         config.data.dataset,
@@ -195,6 +199,7 @@ def load_data(config: RunConfig, split: str | tuple[str, ...] = SPLITS) -> tuple
         one_hot=loss_label_format(config.optim.loss) != "sparse",
         balance_classes=config.data.balance_classes,
         augment=config.data.augment,
+        first_epoch=first_epoch,
     )
 
 
@@ -514,7 +519,7 @@ def _train(
         if config.run.resume
         else RunState(recipe=recipe)
     )
-    datasets, info = load_data(config)
+    datasets, info = load_data(config, first_epoch=state.epochs_done)
     if config.run.resume and (run_dir / DATASET_FILE).is_file():
         check_same_data(json.loads((run_dir / DATASET_FILE).read_text()), info)
     _warn_about_settings(config, info)
@@ -540,6 +545,8 @@ def _train(
                 state = dataclasses.replace(
                     state, epochs_done=epochs_done, history=state.history[:epochs_done]
                 )
+                # Every worker must draw the chief's shuffle to keep its own part of each batch.
+                datasets = shard_datasets(load_data(config, first_epoch=epochs_done)[0])
             print(f"Resuming {run_dir} after epoch {epochs_done}")
     epochs_done = state.epochs_done
 
