@@ -10,11 +10,11 @@
   which downloads and prepares it into `data_dir` on first use.
 
 Splits a dataset does not have are carved from its training split, deterministically for a seed
-(stratified by class where labels are known up front). Training pipelines shuffle (draws seeded
-per session of a run, see `draw_seed`), and all of them
-cache the uint8 examples (when they fit in memory), batch, and prefetch; each batch then goes
-through one parallel map call that does all the per-batch work: conversion to float, one-hot
-labels, the training split's augmentation and the normalization (see `pipeline_options`).
+(stratified by class where labels are known up front). Training pipelines shuffle, from a seed of
+their own in each session of a resumed run (see `draw_seed`), and all of them cache the uint8
+examples (when they fit in memory), batch, and prefetch; each batch then goes through one parallel
+map call that does all the per-batch work: conversion to float, one-hot labels, the training
+split's augmentation and the normalization (see `pipeline_options`).
 
 What cannot be trained on is refused while loading, with a `DataError` that names the problem,
 instead of failing during or after training: a requested split that is empty (for a carved split,
