@@ -17,6 +17,7 @@ from pathlib import Path
 
 import keras
 import pytest
+from keras.utils import set_random_seed
 
 from recipes import mlp_fashion_mnist
 from recipes.callbacks.checkpoints import (
@@ -32,6 +33,7 @@ from recipes.callbacks.checkpoints import (
 )
 from recipes.callbacks.divergence import TrainingDiverged
 from recipes.data import SPLITS
+from recipes.data.datasets import draw_seed
 from recipes.train import runner
 from recipes.train.files import LOCK_FILE, atomic_replace_members
 from recipes.train.model_card import MODEL_CARD_FILE
@@ -467,20 +469,27 @@ def test_following_the_way_out_resumes(stopped_run, tmp_path):
     assert read_history(damaged)[:best_epoch] == read_history(stopped_run)[:best_epoch]
 
 
-def test_a_resumed_run_draws_its_training_batches_anew(stopped_run, tmp_path, monkeypatch):
-    """The session that resumes after epoch 2 builds its pipelines for the epochs done, so that
-    its shuffle and augmentations are not the ones the run's first session started with (see
+def test_a_resumed_run_draws_anew(stopped_run, tmp_path, monkeypatch):
+    """The session that resumes after epoch 2 builds its pipelines, and seeds the generators its
+    random layers draw from, for the epochs done, so that its shuffle, augmentations and dropout
+    masks are not the ones the run's first session started with (see
     `recipes.data.datasets.draw_seed`)."""
     run_dir = copy_of(stopped_run, tmp_path)
-    first_epochs = []
+    first_epochs, seeds = [], []
 
     def recording_load_data(config, split=SPLITS, first_epoch=0):
         first_epochs.append(first_epoch)
         return load_data(config, split, first_epoch)
 
+    def recording_set_random_seed(seed):
+        seeds.append(seed)
+        set_random_seed(seed)
+
     monkeypatch.setattr(runner, "load_data", recording_load_data)
+    monkeypatch.setattr(keras.utils, "set_random_seed", recording_set_random_seed)
     train(run_dir, "--resume")
     assert first_epochs == [2]
+    assert seeds == [1, draw_seed(1, 2)]  # the run's --seed 1, then the resume point's
     assert_consistent(run_dir, 3)
 
 

@@ -69,7 +69,7 @@ from recipes.callbacks.checkpoints import (
 from recipes.callbacks.divergence import DivergenceGuard, TrainingDiverged
 from recipes.callbacks.monitors import build_monitors, measurement_period, take_monitoring_batch
 from recipes.callbacks.swa import SWACallback
-from recipes.data.datasets import SPLITS, DatasetInfo, load_dataset
+from recipes.data.datasets import SPLITS, DatasetInfo, draw_seed, load_dataset
 from recipes.data.fingerprint import check_same_data
 from recipes.data.image_folder import list_images
 from recipes.data.tta import tta_metrics
@@ -519,6 +519,10 @@ def _train(
         if config.run.resume
         else RunState(recipe=recipe)
     )
+    if state.epochs_done:
+        # Random layers (dropout, noise) take their seeds from the global generators when the
+        # checkpoint loads: seeded as at the start, they would repeat the first session's draws.
+        keras.utils.set_random_seed(draw_seed(config.run.seed, state.epochs_done))
     datasets, info = load_data(config, first_epoch=state.epochs_done)
     if config.run.resume and (run_dir / DATASET_FILE).is_file():
         check_same_data(json.loads((run_dir / DATASET_FILE).read_text()), info)
