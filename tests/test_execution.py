@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import zoo
 from recipes.optim import wrap_for_policy
 from recipes.train.execution import (
     CPU_XLA_SPEEDUP,
@@ -16,11 +17,11 @@ from recipes.train.execution import (
     check_jit_compile,
     dtype_policy,
     estimate_step_seconds,
-    float32_training_model,
     model_family,
     model_precision,
     resolve_jit_compile,
     resolve_precision,
+    training_model_in,
 )
 from recipes.train.hardware import (
     Hardware,
@@ -173,19 +174,39 @@ def test_precision_of_built_and_saved_models(precision, tmp_path):
     assert loss_scaled is (precision == "mixed_float16")
 
 
-@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
-def test_a_float32_training_copy_keeps_the_weights_and_the_optimizer_state(precision, tmp_path):
-    with dtype_policy(precision):
+def _layer_policies(model: keras.Model) -> list[tuple[str, str]]:
+    return [
+        (type(layer).__name__, layer.dtype_policy.name)
+        for layer in model._flatten_layers(include_self=False)
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+
+
+@pytest.mark.parametrize(
+    "built, target",
+    [
+        ("mixed_bfloat16", "float32"),
+        ("mixed_float16", "float32"),
+        ("float32", "mixed_bfloat16"),
+        ("mixed_float16", "mixed_bfloat16"),
+    ],
+)
+def test_a_training_copy_in_another_precision_keeps_the_weights_and_the_optimizer_state(
+    built, target, tmp_path
+):
+    with dtype_policy(built):
         model = _tiny_model()
-    optimizer = wrap_for_policy(keras.optimizers.SGD(0.1, momentum=0.9), precision)
+    optimizer = wrap_for_policy(keras.optimizers.SGD(0.1, momentum=0.9), built)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["acc"])
     data = np.random.default_rng(0).normal(size=(12, 6)), np.arange(12) % 3
     model.fit(*data, batch_size=4, verbose=0)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")  # as a resume loads its checkpoint
 
-    copy = float32_training_model(loaded)
-    assert model_precision(copy) == "float32"
+    copy = training_model_in(loaded, target)
+    assert model_precision(copy) == target
+    with dtype_policy(target):
+        assert _layer_policies(copy) == _layer_policies(_tiny_model())  # output layer in float32
     assert all(
         np.array_equal(a, b) for a, b in zip(loaded.get_weights(), copy.get_weights(), strict=True)
     )
@@ -199,13 +220,37 @@ def test_a_float32_training_copy_keeps_the_weights_and_the_optimizer_state(preci
     assert len(momentums) == 4 and any(np.any(v.numpy() != 0) for v in momentums)
     for old, new in zip(inner.variables, copy.optimizer.variables, strict=True):
         np.testing.assert_array_equal(old.numpy(), new.numpy())
-    # It trains on, compiled as the checkpoint was (loss and metrics).
+    # It trains on, compiled as the checkpoint was (loss and metrics), in its new precision.
+    hidden = copy.layers[1]
+    assert (
+        hidden(np.ones((1, 6), "float32")).dtype
+        == keras.mixed_precision.Policy(target).compute_dtype
+    )
     history = copy.fit(*data, batch_size=4, verbose=0).history
     assert set(history) == {"loss", "acc"} and np.isfinite(history["loss"][0])
     assert int(copy.optimizer.iterations.numpy()) == 6
+    assert training_model_in(copy, target) is copy
 
+
+def test_a_training_copy_needs_a_compiled_model_and_a_precision_without_loss_scaling():
     with pytest.raises(ValueError, match="`model` must be compiled"):
-        float32_training_model(_tiny_model())
+        training_model_in(_tiny_model(), "float32")
+    model = _tiny_model()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with pytest.raises(
+        ValueError, match=r"one of \('float32', 'mixed_bfloat16'\).*'mixed_float16'"
+    ):
+        training_model_in(model, "mixed_float16")
+
+
+@pytest.mark.parametrize("name", [name for name in zoo.list_models() if name not in zoo.BACKBONES])
+def test_a_zoo_model_rebuilt_in_mixed_bfloat16_is_the_one_built_in_it(name):
+    # The rebuild sets every layer but the outputs' to the policy: what building under it does.
+    model = zoo.create(name, input_shape=(28, 28, 1), num_classes=10)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    with dtype_policy("mixed_bfloat16"):
+        built = zoo.create(name, input_shape=(28, 28, 1), num_classes=10)
+    assert _layer_policies(training_model_in(model, "mixed_bfloat16")) == _layer_policies(built)
 
 
 def test_step_time_estimate_leaves_the_model_unchanged():

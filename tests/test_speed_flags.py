@@ -33,7 +33,12 @@ from recipes.callbacks.divergence import DivergenceGuard, TrainingDiverged
 from recipes.optim import CountingLossScaleOptimizer, applied_batches
 from recipes.train import runner
 from recipes.train.config import CONFIG_FILE, RunConfig
-from recipes.train.execution import model_precision, resolve_jit_compile, resolve_precision
+from recipes.train.execution import (
+    dtype_policy,
+    model_precision,
+    resolve_jit_compile,
+    resolve_precision,
+)
 from recipes.train.files import atomic_replace_members
 from recipes.train.hardware import Hardware, detect_hardware
 from recipes.train.runner import build_model, recipe_main
@@ -56,13 +61,13 @@ def train(run_dir: Path, *flags: str) -> dict:
     return recipe_main(RECIPE, mlp_fashion_mnist.__doc__, mlp_fashion_mnist.DEFAULTS, argv)
 
 
+def _second_epoch_of_the_session(done: list[str], name: str) -> bool:
+    return name == LAST_MODEL and done.count(LAST_MODEL) == 1
+
+
 def stopped_after_one_epoch(run_dir: Path, *flags: str) -> Path:
     """A 3-epoch run that died before committing its second epoch."""
-
-    def second_epoch(done: list[str], name: str) -> bool:
-        return name == LAST_MODEL and done.count(LAST_MODEL) == 1
-
-    with pytest.raises(Crash), crash_at_commit(run_dir, second_epoch):
+    with pytest.raises(Crash), crash_at_commit(run_dir, _second_epoch_of_the_session):
         train(run_dir, "--epochs", "3", *flags)
     assert read_checkpoint_state(run_dir / LAST_MODEL)["epochs_done"] == 1
     return run_dir
@@ -346,11 +351,11 @@ def test_resume_keeps_the_precision_and_may_change_xla_and_steps(tmp_path):
     assert applied_batches(final.optimizer) == 3 * STEPS_PER_EPOCH
 
 
-def test_auto_resumes_a_bfloat16_run_in_float32_on_a_cpu_without_native_bfloat16(
+def test_auto_resumes_in_the_precision_it_chooses_on_the_hardware_of_each_session(
     tmp_path, monkeypatch, capsys
 ):
     # A run carried between machines: trained on a CPU with native bfloat16 (where `auto` picks
-    # mixed_bfloat16), resumed on one without, where bfloat16 would be emulated.
+    # mixed_bfloat16), resumed on one without, where bfloat16 would be emulated, and back.
     native, plain = Hardware(cpu_flags=frozenset({"avx512_bf16"})), Hardware()
     monkeypatch.setattr(runner, "detect_hardware", lambda: native)
     stopped = stopped_after_one_epoch(tmp_path / "carried")
@@ -358,25 +363,46 @@ def test_auto_resumes_a_bfloat16_run_in_float32_on_a_cpu_without_native_bfloat16
 
     monkeypatch.setattr(runner, "detect_hardware", lambda: plain)
     capsys.readouterr()
+    with pytest.raises(Crash), crash_at_commit(stopped, _second_epoch_of_the_session):
+        train(stopped, "--epochs", "3", "--resume")  # trains epoch 2 only
+    assert (
+        "Resuming in float32: the checkpoint computes in mixed_bfloat16, and --precision auto "
+        "chooses float32 on this hardware (cpu (no native bfloat16))"
+    ) in capsys.readouterr().out
+    assert read_checkpoint_state(stopped / LAST_MODEL)["epochs_done"] == 2
+    assert saved_run(stopped)["precision"] == "auto"
+    assert model_precision(load_checkpoint_model(stopped / LAST_MODEL)) == "float32"
+
+    monkeypatch.setattr(runner, "detect_hardware", lambda: native)
     metrics = train(stopped, "--epochs", "3", "--resume")
     assert (
-        "Resuming in float32: the checkpoint computes in mixed_bfloat16, which --precision auto "
-        "does not choose on this hardware (cpu (no native bfloat16))"
+        "Resuming in mixed_bfloat16: the checkpoint computes in float32, and --precision auto "
+        "chooses mixed_bfloat16 on this hardware (cpu (native bfloat16))"
     ) in capsys.readouterr().out
-    assert metrics["precision"] == "float32" and metrics["epochs"] == 3
-    assert saved_run(stopped)["precision"] == "auto"
+    assert metrics["precision"] == "mixed_bfloat16" and metrics["epochs"] == 3
     final = load_checkpoint_model(stopped / "model.keras")
-    assert model_precision(final) == "float32"
+    assert model_precision(final) == "mixed_bfloat16"
     assert applied_batches(final.optimizer) == 3 * STEPS_PER_EPOCH
     assert [row["epoch"] for row in read_history(stopped)] == [1, 2, 3]
 
-    # The other way round the run stays in float32: it never moves into a mixed precision.
-    stopped = stopped_after_one_epoch(tmp_path / "float32")
-    monkeypatch.setattr(runner, "detect_hardware", lambda: native)
-    capsys.readouterr()
-    metrics = train(stopped, "--epochs", "3", "--resume")
-    assert metrics["precision"] == "float32"
-    assert "Resuming in float32" not in capsys.readouterr().out
+    # A precision asked for stays; where auto chooses mixed_float16 (a GPU), a run that did not
+    # start in it goes on in float32 rather than start loss scaling midway.
+    asked = stopped_after_one_epoch(tmp_path / "asked", "--precision", "float32")
+    assert train(asked, "--epochs", "3", "--resume")["precision"] == "float32"
+    config = RunConfig.from_dict(json.loads((stopped / CONFIG_FILE).read_text()))
+    monkeypatch.setattr(
+        runner, "detect_hardware", lambda: Hardware("gpu", gpu_capabilities=((8, 0),))
+    )
+    resumed_in = {
+        "mixed_bfloat16": "float32",
+        "float32": "float32",
+        "mixed_float16": "mixed_float16",
+    }
+    for saved, expected in resumed_in.items():
+        with dtype_policy(saved):
+            model = zoo.create("mlp", input_shape=(28, 28, 1), num_classes=3)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        assert model_precision(runner._model_to_resume(model, config)) == expected
 
 
 def _as_written_before_the_execution_settings(run_dir: Path) -> None:

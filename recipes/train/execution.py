@@ -247,21 +247,41 @@ def dtype_policy(precision: str) -> Iterator[None]:
         keras.config.set_dtype_policy(previous)
 
 
-def _is_mixed_policy(dtype: Any) -> bool:
-    """Whether a layer config's `dtype` (a policy name, or a serialized `DTypePolicy`) is mixed."""
-    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
-    return name in MIXED_PRECISIONS
+def _policy_name(dtype: Any) -> Any:
+    """The policy name of a layer config's `dtype`: a name, or a serialized `DTypePolicy`."""
+    return dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
 
 
 def _float32_dtypes(config: Any) -> Any:
     """`config` (a model's, nested) with every mixed dtype policy replaced by float32."""
     if isinstance(config, dict):
         return {
-            key: "float32" if key == "dtype" and _is_mixed_policy(value) else _float32_dtypes(value)
+            key: "float32"
+            if key == "dtype" and _policy_name(value) in MIXED_PRECISIONS
+            else _float32_dtypes(value)
             for key, value in config.items()
         }
     if isinstance(config, list):
         return [_float32_dtypes(item) for item in config]
+    return config
+
+
+def _mixed_dtypes(config: Any, precision: str, float32_layers: frozenset[str]) -> Any:
+    """`config` (a float32 model's, nested) with the dtype policy of every layer set to the mixed
+    `precision`, except input layers (whose `dtype` is their input's) and `float32_layers`."""
+    if isinstance(config, list):
+        return [_mixed_dtypes(item, precision, float32_layers) for item in config]
+    if not isinstance(config, dict):
+        return config
+    config = {key: _mixed_dtypes(value, precision, float32_layers) for key, value in config.items()}
+    layer = config.get("config")
+    if (
+        isinstance(layer, dict)
+        and config.get("class_name") != "InputLayer"
+        and layer.get("name") not in float32_layers
+        and _policy_name(layer.get("dtype")) == "float32"
+    ):
+        config["config"] = {**layer, "dtype": precision}
     return config
 
 
@@ -275,33 +295,51 @@ def float32_model(model: keras.Model) -> keras.Model:
     """
     if model_precision(model) == "float32":
         return model
-    copy = model.__class__.from_config(_float32_dtypes(model.get_config()))
+    return _copy_with_config(model, _float32_dtypes(model.get_config()))
+
+
+def _copy_with_config(model: keras.Model, config: dict[str, Any]) -> keras.Model:
+    copy = model.__class__.from_config(config)
     copy.set_weights(model.get_weights())
     return copy
 
 
-def float32_training_model(model: keras.Model) -> keras.Model:
-    """`float32_model(model)` compiled as `model` is, its optimizer's state carried over.
+def training_model_in(model: keras.Model, precision: str) -> keras.Model:
+    """`model` rebuilt to train in `precision` ("float32" or "mixed_bfloat16"), compiled as it
+    is, with the same weights and optimizer state; `model` itself if it trains in it already.
 
-    For a run that resumes on hardware without its mixed precision (a checkpoint trained in
-    mixed_bfloat16 on a CPU with native bfloat16, resumed on one that emulates bfloat16 several
-    times slower than float32): the variables are float32 already, so training goes on from the
-    same weights and optimizer state, only the rounding of activations changes. Loss scaling,
-    which float32 does not need, is left out: the copy's optimizer is the one it wrapped, whose
-    `iterations` (and so its schedule) exclude the steps loss scaling skipped.
+    For a run resumed on hardware where `--precision auto` chooses another precision than the
+    run trained in: a checkpoint from a CPU with native bfloat16 resumed on one that emulates
+    bfloat16 several times slower than float32, and back. The variables are float32 in either
+    precision, so training goes on from the same weights and optimizer state; only the rounding
+    of activations changes. Loss scaling, which neither precision needs, is left out: the copy's
+    optimizer is the one it wrapped, whose `iterations` (and so its schedule) exclude the steps
+    loss scaling skipped. In mixed_bfloat16 the layers that produce the model's outputs stay in
+    float32, as the zoo builds them under any policy.
 
     Args:
         model: a compiled, built model with a built optimizer (a loaded checkpoint).
+        precision: "float32" or "mixed_bfloat16". Into mixed_float16 a run would start loss
+            scaling midway, which this does not do.
 
     Raises:
-        ValueError: `model` has not been compiled.
+        ValueError: `model` has not been compiled, or an unsupported `precision`.
     """
     if getattr(model, "optimizer", None) is None:
         raise ValueError(f"`model` must be compiled. Received: model={model.name!r}")
+    targets = ("float32", "mixed_bfloat16")
+    if precision not in targets:
+        raise ValueError(f"`precision` must be one of {targets}. Received: precision={precision!r}")
+    if model_precision(model) == precision:
+        return model
     optimizer = model.optimizer
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = optimizer.inner_optimizer
-    copy = float32_model(model)
+    config = _float32_dtypes(model.get_config())
+    if precision != "float32":
+        outputs = frozenset(tensor._keras_history.operation.name for tensor in model.outputs)
+        config = _mixed_dtypes(config, precision, outputs)
+    copy = _copy_with_config(model, config)
     compile_config = model.get_compile_config()
     compile_config["optimizer"] = keras.optimizers.serialize(optimizer)
     copy.compile_from_config(compile_config)  # builds the new optimizer for the copy's weights
@@ -320,7 +358,7 @@ def _copy_optimizer_state(
         raise ValueError(
             f"cannot carry the state of optimizer {source.name!r} over: its "
             f"{len(source.variables)} variables do not match the {len(target.variables)} of its "
-            "copy built for the float32 model"
+            "copy built for the rebuilt model"
         )
     for old, new in pairs:
         new.assign(old)

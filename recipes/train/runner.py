@@ -104,12 +104,12 @@ from recipes.train.execution import (
     check_steps_per_execution,
     dtype_policy,
     estimate_step_seconds,
-    float32_training_model,
     model_family,
     model_precision,
     resolve_jit_compile,
     resolve_precision,
     several_steps_fail,
+    training_model_in,
 )
 from recipes.train.files import (
     atomic_save_arrays,
@@ -254,19 +254,25 @@ def resolve_execution(model: keras.Model, config: RunConfig, steps_per_epoch: in
 
 def _model_to_resume(model: keras.Model, config: RunConfig) -> keras.Model:
     """The loaded checkpoint `model`, which keeps the precision it was built with (saved in its
-    layers), or its float32 copy (`float32_training_model`) when that precision is a mixed one
-    `--precision auto` chose on other hardware and would not choose here: a run carried from a
-    CPU with native bfloat16 to one without would otherwise go on emulating bfloat16, several
-    times slower than float32. A run never moves into a mixed precision midway."""
+    layers), except under `--precision auto`, which chooses again on each resume as on a new
+    run: between float32 and mixed_bfloat16 the run moves to the one chosen here
+    (`training_model_in`), so that a run carried from a CPU with native bfloat16 to one without
+    does not go on emulating bfloat16, several times slower than float32, and one carried back
+    trains at bfloat16's speed again. Where `auto` chooses mixed_float16 (a GPU), a run that did
+    not start in it goes on in float32: loss scaling is not started midway."""
+    if config.run.precision != AUTO:
+        return model
     saved = model_precision(model)
     hardware = detect_hardware()
-    if config.run.precision != AUTO or saved in ("float32", resolve_precision(AUTO, hardware)):
+    chosen = resolve_precision(AUTO, hardware)
+    target = "float32" if chosen == "mixed_float16" else chosen
+    if saved in (chosen, target):
         return model
     print(
-        f"Resuming in float32: the checkpoint computes in {saved}, which --precision auto does "
-        f"not choose on this hardware ({hardware.describe()})"
+        f"Resuming in {target}: the checkpoint computes in {saved}, and --precision auto "
+        f"chooses {chosen} on this hardware ({hardware.describe()})"
     )
-    return float32_training_model(model)
+    return training_model_in(model, target)
 
 
 def set_execution(model: keras.Model, execution: Execution) -> Execution:
